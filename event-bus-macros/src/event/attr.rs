@@ -1,0 +1,54 @@
+//! Parsing `#[event(name = "…", key = field)]`.
+
+use proc_macro2::TokenStream;
+use syn::parse::Parser;
+use syn::{LitStr, Member};
+
+/// The options given to `#[event(...)]`.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) key: Option<Key>,
+}
+
+/// `key = field`, with the span of the `key` keyword for errors about the option as a whole.
+pub(crate) struct Key {
+    pub(crate) keyword: syn::Path,
+    pub(crate) member: Member,
+}
+
+const VALID: &str = "valid options are `name = \"...\"` and `key = field`";
+
+pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
+    let mut options = Options::default();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            if options.name.is_some() {
+                return Err(meta.error("duplicate #[event] option `name`; give it once"));
+            }
+            options.name = Some(meta.value()?.parse()?);
+            Ok(())
+        } else if meta.path.is_ident("key") {
+            if options.key.is_some() {
+                return Err(meta.error("duplicate #[event] option `key`; give it once"));
+            }
+            let keyword = meta.path.clone();
+            let member = meta.value()?.parse().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    "expected a field name after `key =`, e.g. `key = order_id`",
+                )
+            })?;
+            options.key = Some(Key { keyword, member });
+            Ok(())
+        } else {
+            let unknown = meta
+                .path
+                .get_ident()
+                .map_or_else(|| "this".to_owned(), |ident| format!("`{ident}`"));
+            Err(meta.error(format!("unknown #[event] option {unknown}; {VALID}")))
+        }
+    });
+    parser.parse2(args)?;
+    Ok(options)
+}

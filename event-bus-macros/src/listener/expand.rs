@@ -1,0 +1,47 @@
+//! Code generation for `#[listener]`: an `inventory` entry that registers the function.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::ast::{Input, PassedBy};
+use super::attr::Options;
+
+pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
+    let ident = &input.ident;
+    let payload = &input.payload;
+    let name = match &options.name {
+        Some(name) => quote!(#name),
+        None => {
+            let ident = ident.to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #ident))
+        }
+    };
+    let priority = match &options.priority {
+        Some(priority) => quote_spanned!(priority.span()=> { const PRIORITY: i32 = #priority; PRIORITY }),
+        None => quote!(0),
+    };
+    // Spanned at the payload type: "`X` is not an event" points at the argument's type.
+    let install = match (input.is_async, &input.by) {
+        (false, _) => quote_spanned! {payload.span()=>
+            ::event_bus::__private::install_sync::<#payload, _, _>(#name, #priority, #ident)
+        },
+        (true, PassedBy::Arc) => quote_spanned! {payload.span()=>
+            ::event_bus::__private::install_async::<#payload, _, _>(#name, #priority, #ident)
+        },
+        (true, PassedBy::Ref) => quote_spanned! {payload.span()=>
+            ::event_bus::__private::install_async::<#payload, _, _>(
+                #name,
+                #priority,
+                |event: ::std::sync::Arc<#payload>| async move { #ident(&*event).await },
+            )
+        },
+    };
+    quote! {
+        const _: () = {
+            ::event_bus::__private::inventory::submit! {
+                ::event_bus::__private::StaticListener::new(|| { #install; })
+            }
+        };
+    }
+}

@@ -1,0 +1,288 @@
+//! The [`Event`] trait: what `#[event]` implements, and the API every event type gets.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::dispatch::Dispatch;
+use crate::listener::{AsyncListener, Listener, ListenerBuilder, ListenerOutput};
+use crate::registry::Registry;
+use crate::report::Report;
+use crate::subscription::Subscription;
+
+/// A payload type with its own global [`Registry`]. Implement it with `#[event]`.
+///
+/// The attribute writes the three required items ([`NAME`](Event::NAME), [`registry`](Event::registry)
+/// and, with `key = field`, [`key`](Event::key)); the provided methods are the API: register
+/// listeners from any module at start-up, trigger from anywhere. Every listener's payload type is
+/// checked by the compiler: there is no `Any`, no downcast and no string lookup between `trigger` and
+/// a listener.
+///
+/// ```
+/// use event_bus::prelude::*;
+/// use std::sync::Arc;
+///
+/// #[event(name = "com.example.user.created", key = user_id)]
+/// #[derive(Debug)]
+/// pub struct UserCreated {
+///     pub user_id: u64,
+///     pub email: String,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// UserCreated::register(|e: &UserCreated| println!("welcome {}", e.email));
+/// UserCreated::register_async(|e: Arc<UserCreated>| async move {
+///     println!("mailing {}", e.email);
+///     Ok::<_, std::io::Error>(())
+/// });
+///
+/// let event = UserCreated { user_id: 7, email: "a@b.c".into() };
+/// assert_eq!(UserCreated::NAME, "com.example.user.created");
+/// assert_eq!(event.key().as_deref(), Some("7"));
+///
+/// let report = event.spawn().await; // every listener in its own task
+/// assert_eq!(report.succeeded(), 2);
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "`{Self}` has no `#[event]` attribute",
+    note = "add `#[event]` to the definition of `{Self}` to give it a registry, listeners and `trigger`"
+)]
+pub trait Event: Sized + Send + Sync + 'static {
+    /// The event's name: the type's name, or `#[event(name = "…")]`.
+    ///
+    /// Names identify events outside the type system (logs, reports, and later message sources and
+    /// CloudEvents `type`), so a reverse-DNS name such as `com.example.user.created` is a good choice.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Plain;
+    /// #[event(name = "com.example.named")]
+    /// struct Named;
+    ///
+    /// assert_eq!(Plain::NAME, "Plain");
+    /// assert_eq!(Named::NAME, "com.example.named");
+    /// ```
+    const NAME: &'static str;
+
+    /// The event type's global registry (one `static` per type, written by `#[event]`).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// Ping::register(|_: &Ping| {});
+    /// assert_eq!(Ping::registry().len(), 1);
+    /// ```
+    fn registry() -> &'static Registry<Self>;
+
+    /// The event's key, from `#[event(key = field)]` (the field's `Display` form); `None` otherwise.
+    /// Pipelines use it to group related events (for instance to join them per order).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event(key = order_id)]
+    /// struct Paid {
+    ///     order_id: u32,
+    /// }
+    /// #[event]
+    /// struct Unkeyed;
+    ///
+    /// assert_eq!(Paid { order_id: 12 }.key().as_deref(), Some("12"));
+    /// assert_eq!(Unkeyed.key(), None);
+    /// ```
+    fn key(&self) -> Option<String> {
+        None
+    }
+
+    /// Registers a synchronous listener in the global registry: a closure or `fn` taking `&Self`.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// fn log_ping(_: &Ping) {
+    ///     println!("ping");
+    /// }
+    ///
+    /// Ping::register(log_ping);
+    /// Ping::register(|_: &Ping| -> Result<(), String> { Err("closed".into()) });
+    /// assert_eq!(Ping.trigger().failures().len(), 1);
+    /// ```
+    fn register<F, R>(listener: F) -> Subscription<Self>
+    where
+        F: Fn(&Self) -> R + Send + Sync + 'static,
+        R: ListenerOutput,
+    {
+        Self::registry().register(listener)
+    }
+
+    /// Registers an async listener in the global registry: a closure or `fn` taking `Arc<Self>`.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// async fn forward(_: Arc<Ping>) -> Result<(), std::io::Error> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// Ping::register_async(forward);
+    /// assert_eq!(Ping.deliver().await.succeeded(), 1);
+    /// # }
+    /// ```
+    fn register_async<F, Fut>(listener: F) -> Subscription<Self>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerOutput,
+    {
+        Self::registry().register_async(listener)
+    }
+
+    /// Registers a type implementing [`Listener`] in the global registry.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::{BoxError, Listener};
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// struct Echo;
+    /// impl Listener<Ping> for Echo {
+    ///     fn handle(&self, _: &Ping) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// Ping::register_listener(Echo);
+    /// assert_eq!(Ping.trigger().succeeded(), 1);
+    /// ```
+    fn register_listener<L: Listener<Self>>(listener: L) -> Subscription<Self> {
+        Self::registry().register_listener(listener)
+    }
+
+    /// Registers a type implementing [`AsyncListener`] in the global registry.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::{AsyncListener, BoxError};
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// struct Echo;
+    /// impl AsyncListener<Ping> for Echo {
+    ///     async fn handle(&self, _: Arc<Ping>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// Ping::register_async_listener(Echo);
+    /// assert_eq!(Ping::registry().len(), 1);
+    /// ```
+    fn register_async_listener<L: AsyncListener<Self>>(listener: L) -> Subscription<Self> {
+        Self::registry().register_async_listener(listener)
+    }
+
+    /// Starts registering a listener with a name and/or priority in the global registry.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// Ping::listener().name("first").priority(10).register(|_: &Ping| {});
+    /// assert_eq!(Ping::registry().listener_names(), ["first"]);
+    /// ```
+    fn listener() -> ListenerBuilder<'static, Self> {
+        Self::registry().listener()
+    }
+
+    /// Removes a listener from the global registry; `false` if it was already removed.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let subscription = Ping::register(|_: &Ping| {});
+    /// assert!(Ping::unregister(subscription));
+    /// assert_eq!(Ping.trigger().listeners(), 0);
+    /// ```
+    fn unregister(subscription: Subscription<Self>) -> bool {
+        Self::registry().unregister(subscription)
+    }
+
+    /// Dispatches synchronously to the global registry; see [`Registry::trigger`].
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// Ping::register(|_: &Ping| println!("pong"));
+    /// let report = Ping.trigger();
+    /// assert_eq!(report.succeeded(), 1);
+    /// ```
+    fn trigger(self) -> Report {
+        Self::registry().trigger(self)
+    }
+
+    /// Dispatches every listener of the global registry in its own tokio task; see
+    /// [`Registry::spawn`].
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// Ping::register(|_: &Ping| println!("pong"));
+    /// assert_eq!(Ping.spawn().await.succeeded(), 1);
+    /// # }
+    /// ```
+    fn spawn(self) -> Dispatch {
+        Self::registry().spawn(self)
+    }
+
+    /// Dispatches every listener of the global registry in order, awaiting each; see
+    /// [`Registry::deliver`].
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// Ping::register_async(|_: Arc<Ping>| async { println!("pong") });
+    /// assert_eq!(Ping.deliver().await.succeeded(), 1);
+    /// # }
+    /// ```
+    fn deliver(self) -> impl Future<Output = Report> + Send + 'static {
+        Self::registry().deliver(self)
+    }
+}

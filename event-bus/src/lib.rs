@@ -1,0 +1,173 @@
+//! Compile-time typed, in-process events.
+//!
+//! Annotate a payload with [`#[event]`](macro@event), register listeners at start-up from any module,
+//! and trigger the event from anywhere. The compiler checks every listener's payload type: each event
+//! type owns its own [`Registry`], so there is no `Any`, no downcast and no string lookup between
+//! `trigger` and a listener.
+//!
+//! ```
+//! use event_bus::prelude::*;
+//! use std::sync::Arc;
+//!
+//! #[event]
+//! #[derive(Debug)]
+//! pub struct UserCreated {
+//!     pub email: String,
+//! }
+//!
+//! // In any module, no central list needed:
+//! #[listener]
+//! fn audit(event: &UserCreated) {
+//!     println!("audit: {} created", event.email);
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! UserCreated::register(|e: &UserCreated| println!("welcome {}", e.email));
+//! UserCreated::register_async(|e: Arc<UserCreated>| async move {
+//!     println!("sending mail to {}", e.email);
+//! });
+//!
+//! // Synchronous: sync listeners run here; async ones are spawned on the ambient runtime.
+//! let report = UserCreated { email: "ada@example.com".into() }.trigger();
+//! assert_eq!((report.succeeded(), report.detached()), (2, 1));
+//!
+//! // Spawned: every listener in its own task; await the report.
+//! let report = UserCreated { email: "alan@example.com".into() }.spawn().await;
+//! assert_eq!(report.succeeded(), 3);
+//!
+//! // Awaited: every listener in order in this task.
+//! let report = UserCreated { email: "grace@example.com".into() }.deliver().await;
+//! assert!(report.is_success());
+//! # }
+//! ```
+//!
+//! # Dispatch modes
+//!
+//! | mode | where listeners run | returns |
+//! | --- | --- | --- |
+//! | [`trigger`](Event::trigger) | sync ones on the caller's thread, in priority order; async ones spawned on the ambient tokio runtime (else reported [`NoRuntime`](FailureCause::NoRuntime)) | [`Report`] |
+//! | [`spawn`](Event::spawn) | each in its own tokio task; the payload shared by `Arc`, never cloned | [`Dispatch`], a future of the [`Report`]; drop it to detach |
+//! | [`deliver`](Event::deliver) | in order in the caller's task, each async one awaited (back-pressure) | a future of the [`Report`] |
+//!
+//! A listener that returns an error or panics is isolated: the others still run, and the failure
+//! is in the [`Report`] (by listener name) and in a `tracing` event.
+//!
+//! # Concurrency
+//!
+//! Register, unregister and dispatch from any thread at any time. A dispatch runs over the listener
+//! list as it was when it started, and no lock is held while a listener runs, so a listener may
+//! itself trigger events and (un)register listeners; changes apply from the next dispatch.
+//!
+//! # `#[listener]` functions
+//!
+//! [`#[listener]`](macro@listener) registers a free `fn` or `async fn` in the global registry of its
+//! argument's event type, before that registry is first used, from any module or crate of the
+//! program. They are collected at link time with the `inventory` crate.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+// Lets the code `#[event]` generates (which names `::event_bus`) compile inside this crate's tests.
+extern crate self as event_bus;
+
+mod dispatch;
+mod event;
+mod listener;
+mod panic;
+mod registry;
+mod report;
+mod static_listeners;
+mod subscription;
+
+pub use dispatch::Dispatch;
+pub use event::Event;
+pub use listener::{AsyncListener, Listener, ListenerBuilder, ListenerOutput};
+pub use registry::Registry;
+pub use report::{BoxError, Failure, FailureCause, Report};
+pub use subscription::{Subscription, SubscriptionGuard};
+
+/// Implements [`Event`] for a struct or enum: its name, its key and its global registry.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event(name = "com.example.order.paid", key = order_id)]
+/// struct OrderPaid {
+///     order_id: u64,
+///     cents: u64,
+/// }
+///
+/// assert_eq!(OrderPaid::NAME, "com.example.order.paid");
+/// assert_eq!(OrderPaid { order_id: 9, cents: 100 }.key().as_deref(), Some("9"));
+/// ```
+///
+/// Options, all optional:
+/// - `name = "…"`: the event's [`NAME`](Event::NAME) (default: the type's name);
+/// - `key = field`: the field whose `Display` form is the event's [`key`](Event::key) (structs
+///   only; a tuple struct uses the field's index, `key = 0`).
+///
+/// The payload must not be generic (each event type owns one `static` registry).
+pub use event_bus_macros::event;
+
+/// Registers a free `fn` or `async fn` as a listener of its argument's event type, in the event's
+/// global registry, before that registry is first used.
+///
+/// A sync `fn` takes `&Payload`; an `async fn` takes `&Payload` or `Arc<Payload>`. It may return
+/// `()` or `Result<(), E>`. Options: `priority = N` (default 0, higher runs first) and
+/// `name = "…"` (default: the function's path).
+///
+/// ```
+/// use event_bus::prelude::*;
+/// use std::sync::Arc;
+///
+/// #[event]
+/// pub struct OrderShipped {
+///     pub id: u64,
+/// }
+///
+/// #[listener(priority = 10)]
+/// fn notify_customer(event: &OrderShipped) {
+///     println!("order {} is on its way", event.id);
+/// }
+///
+/// #[listener(name = "warehouse")]
+/// async fn update_stock(event: Arc<OrderShipped>) -> Result<(), std::io::Error> {
+///     println!("restocking after {}", event.id);
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let report = OrderShipped { id: 1 }.deliver().await;
+/// assert_eq!(report.succeeded(), 2);
+/// assert!(OrderShipped::registry().listener_names()[0].ends_with("notify_customer"));
+/// # }
+/// ```
+pub use event_bus_macros::listener;
+
+/// The items most programs need: `use event_bus::prelude::*;`.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// struct Ping;
+///
+/// let report: Report = Ping.trigger();
+/// assert_eq!(report.listeners(), 0);
+/// ```
+pub mod prelude {
+    pub use crate::{
+        Dispatch, Event, FailureCause, Registry, Report, Subscription, SubscriptionGuard, event,
+        listener,
+    };
+}
+
+/// Items the macros' generated code names. Not public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::LocalCache;
+    pub use crate::static_listeners::{StaticListener, install_async, install_sync};
+    pub use inventory;
+}

@@ -1,0 +1,105 @@
+//! Turning listener panics into [`FailureCause::Panic`] values, for plain calls and for futures.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::report::FailureCause;
+
+/// The result of running one listener: `Ok` or why it did not complete.
+pub(crate) type Outcome = Result<(), FailureCause>;
+
+/// Extracts a readable message from a panic payload (`&str` and `String` payloads, as produced by
+/// `panic!`; anything else gets a placeholder).
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast_ref::<&'static str>() {
+            Some(message) => (*message).to_owned(),
+            None => "<non-string panic payload>".to_owned(),
+        },
+    }
+}
+
+/// Runs `f`, turning a panic into [`FailureCause::Panic`] and an `Err` into [`FailureCause::Error`].
+#[inline]
+pub(crate) fn run_guarded(f: impl FnOnce() -> Result<(), crate::BoxError>) -> Outcome {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(FailureCause::Error(error)),
+        Err(payload) => Err(FailureCause::Panic(panic_message(payload))),
+    }
+}
+
+/// A future that completes with [`Outcome`], catching a panic raised while polling the inner future.
+///
+/// The inner future is `Unpin` (listener futures arrive boxed), so no pinning projection is needed.
+pub(crate) struct Guarded<F> {
+    inner: F,
+}
+
+impl<F> Guarded<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        Guarded { inner }
+    }
+}
+
+impl<F> Future for Guarded<F>
+where
+    F: Future<Output = Result<(), crate::BoxError>> + Unpin,
+{
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let inner = Pin::new(&mut self.inner);
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(FailureCause::Error(error))),
+            Err(payload) => Poll::Ready(Err(FailureCause::Panic(panic_message(payload)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_from_str_string_and_other_payloads() {
+        let caught = catch_unwind(|| panic!("static")).err().map(panic_message);
+        assert_eq!(caught.as_deref(), Some("static"));
+        let n = 7;
+        let caught = catch_unwind(|| panic!("formatted {n}")).err().map(panic_message);
+        assert_eq!(caught.as_deref(), Some("formatted 7"));
+        let caught = catch_unwind(|| std::panic::panic_any(42_u8))
+            .err()
+            .map(panic_message);
+        assert_eq!(caught.as_deref(), Some("<non-string panic payload>"));
+    }
+
+    #[test]
+    fn run_guarded_maps_all_three_outcomes() {
+        assert!(run_guarded(|| Ok(())).is_ok());
+        assert!(matches!(
+            run_guarded(|| Err("bad".into())),
+            Err(FailureCause::Error(e)) if e.to_string() == "bad"
+        ));
+        assert!(matches!(
+            run_guarded(|| panic!("oops")),
+            Err(FailureCause::Panic(m)) if m == "oops"
+        ));
+    }
+
+    #[tokio::test]
+    async fn guarded_future_catches_panic_after_await() {
+        let outcome = Guarded::new(Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("late");
+        }))
+        .await;
+        assert!(matches!(outcome, Err(FailureCause::Panic(m)) if m == "late"));
+    }
+}

@@ -1,0 +1,515 @@
+//! [`Registry`]: one event type's listeners, as a copy-on-write snapshot.
+
+mod local_cache;
+pub(crate) mod snapshot;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::LocalKey;
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+
+pub use local_cache::LocalCache;
+use local_cache::Cached;
+use snapshot::{Entry, Snapshot};
+
+use crate::dispatch::{self, Dispatch};
+use crate::event::Event;
+use crate::listener::{AsyncListener, Callback, Listener, ListenerBuilder, ListenerOutput};
+use crate::report::Report;
+use crate::static_listeners;
+use crate::subscription::{Owner, Subscription};
+
+/// The listeners of one event type.
+///
+/// Every `#[event]` type owns a global registry, reached through [`Event::registry`] and used by the
+/// [`Event`] trait's methods (`UserCreated::register(…)`, `event.trigger()`). `Registry::new()` makes an
+/// isolated one with the same methods, for tests and self-contained components.
+///
+/// Listeners are kept in an immutable snapshot that each change replaces (copy-on-write). A dispatch
+/// runs over the snapshot taken when it starts, and no lock is held while a listener runs, so
+/// listeners may register, unregister and trigger (even the same event) freely: changes apply from
+/// the next dispatch.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// #[derive(Debug)]
+/// struct Deployed {
+///     version: u32,
+/// }
+///
+/// let registry = Registry::<Deployed>::new();
+/// let subscription = registry.register(|e: &Deployed| println!("v{} is live", e.version));
+/// assert_eq!(registry.trigger(Deployed { version: 7 }).succeeded(), 1);
+///
+/// assert!(subscription.unsubscribe());
+/// assert_eq!(registry.trigger(Deployed { version: 8 }).listeners(), 0);
+/// ```
+pub struct Registry<E: 'static> {
+    core: Core<E>,
+}
+
+enum Core<E: 'static> {
+    /// The per-type registry in a `static`, with a per-thread snapshot cache.
+    Global {
+        state: State<E>,
+        cache: &'static LocalKey<LocalCache<E>>,
+    },
+    /// A registry made with `Registry::new()`; subscriptions hold it weakly.
+    Local(Arc<State<E>>),
+}
+
+/// The shared state behind a registry.
+pub(crate) struct State<E> {
+    current: ArcSwapOption<Snapshot<E>>,
+    /// Bumped after every change, once the new snapshot is stored.
+    generation: AtomicU64,
+    /// Serializes changes; holds the next listener id.
+    writer: Mutex<u64>,
+}
+
+impl<E: 'static> State<E> {
+    const fn new() -> Self {
+        State {
+            current: ArcSwapOption::const_empty(),
+            generation: AtomicU64::new(0),
+            writer: Mutex::new(0),
+        }
+    }
+
+    fn load(&self) -> Option<Arc<Snapshot<E>>> {
+        self.current.load_full()
+    }
+
+    fn insert(&self, priority: i32, name: Arc<str>, callback: Callback<E>) -> u64 {
+        let mut next_id = self.writer.lock();
+        let id = *next_id;
+        *next_id += 1;
+        let entry = Entry {
+            id,
+            priority,
+            name,
+            callback,
+        };
+        let current = self.current.load();
+        self.publish(Snapshot::with(current.as_deref(), entry));
+        id
+    }
+
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.current
+            .load()
+            .as_deref()
+            .is_some_and(|snapshot| snapshot.entries.iter().any(|entry| entry.id == id))
+    }
+
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        let _writer = self.writer.lock();
+        let current = self.current.load();
+        match current.as_deref().and_then(|snapshot| snapshot.without(id)) {
+            Some(next) => {
+                self.publish(next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stores a new snapshot, then bumps the generation (readers that see the new generation are
+    /// guaranteed to load this snapshot or a newer one). Called with the writer lock held.
+    fn publish(&self, snapshot: Snapshot<E>) {
+        self.current.store(Some(Arc::new(snapshot)));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl<E: Event> Registry<E> {
+    /// Creates an empty registry, isolated from the event's global one.
+    ///
+    /// `#[listener]` functions are registered in the global registry only.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let mine = Registry::<Ping>::new();
+    /// mine.register(|_: &Ping| {});
+    /// assert_eq!(mine.len(), 1);
+    /// assert_eq!(Ping::registry().len(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Registry {
+            core: Core::Local(Arc::new(State::new())),
+        }
+    }
+
+    /// The global registry of an event type. Used by the code `#[event]` generates; not for users.
+    #[doc(hidden)]
+    pub const fn __global(cache: &'static LocalKey<LocalCache<E>>) -> Self {
+        Registry {
+            core: Core::Global {
+                state: State::new(),
+                cache,
+            },
+        }
+    }
+
+    pub(crate) fn state(&self) -> &State<E> {
+        match &self.core {
+            Core::Global { state, .. } => state,
+            Core::Local(state) => state,
+        }
+    }
+
+    fn owner(&self) -> Owner<E> {
+        match &self.core {
+            Core::Global { .. } => Owner::Global,
+            Core::Local(state) => Owner::Local(Arc::downgrade(state)),
+        }
+    }
+
+    /// Adds a listener; `#[listener]` registration skips the static-listener installation.
+    pub(crate) fn insert(
+        &self,
+        priority: i32,
+        name: Arc<str>,
+        callback: Callback<E>,
+    ) -> Subscription<E> {
+        if let Core::Global { .. } = self.core {
+            static_listeners::ensure_installed();
+        }
+        self.insert_unchecked(priority, name, callback)
+    }
+
+    pub(crate) fn insert_unchecked(
+        &self,
+        priority: i32,
+        name: Arc<str>,
+        callback: Callback<E>,
+    ) -> Subscription<E> {
+        let id = self.state().insert(priority, Arc::clone(&name), callback);
+        Subscription::new(self.owner(), id, name)
+    }
+
+    /// The current snapshot (after installing `#[listener]` functions, for a global registry).
+    fn snapshot(&self) -> Option<Arc<Snapshot<E>>> {
+        match &self.core {
+            Core::Global { state, .. } => {
+                static_listeners::ensure_installed();
+                state.load()
+            }
+            Core::Local(state) => state.load(),
+        }
+    }
+
+    /// Registers a synchronous listener: a closure or `fn` taking `&E`, returning `()` or
+    /// `Result<(), impl Into<BoxError>>`.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| println!("pong"));
+    /// assert_eq!(registry.trigger(Ping).succeeded(), 1);
+    /// ```
+    pub fn register<F, R>(&self, listener: F) -> Subscription<E>
+    where
+        F: Fn(&E) -> R + Send + Sync + 'static,
+        R: ListenerOutput,
+    {
+        self.listener().register(listener)
+    }
+
+    /// Registers an async listener: a closure or `fn` taking `Arc<E>` and returning a `Send`
+    /// future of `()` or `Result<(), impl Into<BoxError>>`.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_async(|_: Arc<Ping>| async { Ok::<_, std::io::Error>(()) });
+    /// assert_eq!(registry.deliver(Ping).await.succeeded(), 1);
+    /// # }
+    /// ```
+    pub fn register_async<F, Fut>(&self, listener: F) -> Subscription<E>
+    where
+        F: Fn(Arc<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerOutput,
+    {
+        self.listener().register_async(listener)
+    }
+
+    /// Registers a type implementing [`Listener`].
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::{BoxError, Listener};
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// struct Logger;
+    /// impl Listener<Ping> for Logger {
+    ///     fn handle(&self, _: &Ping) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_listener(Logger);
+    /// assert_eq!(registry.trigger(Ping).succeeded(), 1);
+    /// ```
+    pub fn register_listener<L: Listener<E>>(&self, listener: L) -> Subscription<E> {
+        self.listener().register_listener(listener)
+    }
+
+    /// Registers a type implementing [`AsyncListener`].
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::{AsyncListener, BoxError};
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// struct Forwarder;
+    /// impl AsyncListener<Ping> for Forwarder {
+    ///     async fn handle(&self, _: Arc<Ping>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_async_listener(Forwarder);
+    /// assert_eq!(registry.len(), 1);
+    /// ```
+    pub fn register_async_listener<L: AsyncListener<E>>(&self, listener: L) -> Subscription<E> {
+        self.listener().register_async_listener(listener)
+    }
+
+    /// Starts registering a listener with a name and/or a priority.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.listener().name("audit").priority(100).register(|_: &Ping| {});
+    /// assert_eq!(registry.listener_names(), ["audit"]);
+    /// ```
+    pub fn listener(&self) -> ListenerBuilder<'_, E> {
+        ListenerBuilder::new(self)
+    }
+
+    /// Removes the listener behind `subscription`; `false` if it was already removed.
+    ///
+    /// Same as [`Subscription::unsubscribe`]. A subscription from another registry is not
+    /// touched (and `false` is returned).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// let subscription = registry.register(|_: &Ping| {});
+    /// assert!(registry.unregister(subscription));
+    /// assert!(registry.is_empty());
+    /// ```
+    pub fn unregister(&self, subscription: Subscription<E>) -> bool {
+        if subscription.belongs_to(&self.owner()) {
+            subscription.unsubscribe()
+        } else {
+            false
+        }
+    }
+
+    /// Dispatches synchronously on this thread: sync listeners run in priority order; async
+    /// listeners are spawned on the ambient tokio runtime (counted as
+    /// [`detached`](Report::detached)), or reported as [`NoRuntime`](crate::FailureCause::NoRuntime)
+    /// failures when there is none.
+    ///
+    /// A listener that returns an error or panics is recorded in the [`Report`] and the others
+    /// still run.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// fn broken(_: &Ping) {
+    ///     panic!("first fails");
+    /// }
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(broken);
+    /// registry.register(|_: &Ping| {});
+    /// let report = registry.trigger(Ping);
+    /// assert_eq!((report.succeeded(), report.failures().len()), (1, 1));
+    /// ```
+    pub fn trigger(&self, event: E) -> Report {
+        match &self.core {
+            Core::Global { state, cache } => {
+                let generation = state.generation.load(Ordering::Acquire);
+                let load = || {
+                    static_listeners::ensure_installed();
+                    Cached {
+                        generation: state.generation.load(Ordering::Acquire),
+                        snapshot: state.load(),
+                    }
+                };
+                match cache.try_with(|cache| cache.get(generation, load)) {
+                    Ok(cached) => dispatch::trigger(cached.snapshot.as_deref(), event),
+                    // This thread's locals are being destroyed: skip the cache.
+                    Err(_) => dispatch::trigger(self.snapshot().as_deref(), event),
+                }
+            }
+            Core::Local(state) => dispatch::trigger(state.load().as_deref(), event),
+        }
+    }
+
+    /// Dispatches every listener in its own tokio task, sharing the payload through an `Arc`
+    /// (the payload is never cloned). Await the returned [`Dispatch`] for the [`Report`], or drop it
+    /// to let the listeners finish in the background. Outside a tokio runtime, every listener is
+    /// reported as [`NoRuntime`](crate::FailureCause::NoRuntime).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| {});
+    /// registry.register_async(|_: Arc<Ping>| async {});
+    /// let report = registry.spawn(Ping).await;
+    /// assert_eq!(report.succeeded(), 2);
+    /// # }
+    /// ```
+    pub fn spawn(&self, event: E) -> Dispatch {
+        dispatch::spawn(self.snapshot(), event)
+    }
+
+    /// Dispatches every listener in order in the caller's task, awaiting each async listener before
+    /// the next one starts (back-pressure). Needs no tokio runtime: any executor can poll it. The
+    /// listener list is the one current when `deliver` is called.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_async(|_: Arc<Ping>| async { Err::<(), _>("unreachable host") });
+    /// let report = registry.deliver(Ping).await;
+    /// assert_eq!(report.failures().len(), 1);
+    /// # }
+    /// ```
+    pub fn deliver(&self, event: E) -> impl Future<Output = Report> + Send + 'static + use<E> {
+        dispatch::deliver(self.snapshot(), event)
+    }
+
+    /// The number of listeners.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| {});
+    /// assert_eq!(registry.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.snapshot().map_or(0, |snapshot| snapshot.entries.len())
+    }
+
+    /// `true` when no listener is registered.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// assert!(Registry::<Ping>::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The listeners' names, in dispatch order.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.listener().name("a").register(|_: &Ping| {});
+    /// registry.listener().name("b").priority(1).register(|_: &Ping| {});
+    /// assert_eq!(registry.listener_names(), ["b", "a"]);
+    /// ```
+    pub fn listener_names(&self) -> Vec<String> {
+        self.snapshot().map_or_else(Vec::new, |snapshot| {
+            snapshot
+                .entries
+                .iter()
+                .map(|entry| entry.name.to_string())
+                .collect()
+        })
+    }
+}
+
+impl<E: Event> Default for Registry<E> {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl<E: Event> fmt::Debug for Registry<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("event", &E::NAME)
+            .field(
+                "scope",
+                &match self.core {
+                    Core::Global { .. } => "global",
+                    Core::Local(_) => "local",
+                },
+            )
+            .field("listeners", &self.listener_names())
+            .finish()
+    }
+}

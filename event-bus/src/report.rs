@@ -1,0 +1,375 @@
+//! The outcome of one dispatch: how many listeners ran, which failed and why.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The error type a listener may return, boxed.
+///
+/// Any `Result<(), E>` where `E: Into<BoxError>` is accepted from a listener, so `std::io::Error`,
+/// `anyhow::Error`, a `thiserror` enum or a plain `String` all work.
+///
+/// ```
+/// use event_bus::BoxError;
+///
+/// let error: BoxError = "disk full".into();
+/// assert_eq!(error.to_string(), "disk full");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What one dispatch did: returned by [`trigger`](crate::Event::trigger), and by awaiting
+/// [`spawn`](crate::Event::spawn) or [`deliver`](crate::Event::deliver).
+///
+/// A failing or panicking listener never stops the others; each failure is recorded here by listener
+/// name and also emitted as a `tracing` event.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// struct Tick;
+///
+/// let registry = Registry::<Tick>::new();
+/// registry.register(|_: &Tick| {});
+/// registry.listener().name("grumpy").register(|_: &Tick| Err::<(), _>("no"));
+///
+/// let report = registry.trigger(Tick);
+/// assert_eq!(report.listeners(), 2);
+/// assert_eq!(report.succeeded(), 1);
+/// assert_eq!(report.failures()[0].listener(), "grumpy");
+/// assert!(!report.is_success());
+/// ```
+#[derive(Debug)]
+pub struct Report {
+    event: &'static str,
+    listeners: usize,
+    succeeded: usize,
+    detached: usize,
+    failures: Vec<Failure>,
+}
+
+impl Report {
+    pub(crate) fn new(event: &'static str, listeners: usize) -> Self {
+        Report {
+            event,
+            listeners,
+            succeeded: 0,
+            detached: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    pub(crate) fn record_success(&mut self) {
+        self.succeeded += 1;
+    }
+
+    pub(crate) fn record_detached(&mut self) {
+        self.detached += 1;
+    }
+
+    /// Records a failure and emits it as a `tracing` event.
+    pub(crate) fn record_failure(&mut self, listener: &Arc<str>, cause: FailureCause) {
+        cause.log(self.event, listener);
+        self.push_failure(listener, cause);
+    }
+
+    /// Records a failure that was already logged where it happened.
+    pub(crate) fn push_failure(&mut self, listener: &Arc<str>, cause: FailureCause) {
+        self.failures.push(Failure {
+            listener: Arc::clone(listener),
+            cause,
+        });
+    }
+
+    /// The [`NAME`](crate::Event::NAME) of the event that was dispatched.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event(name = "com.example.ping")]
+    /// struct Ping;
+    ///
+    /// assert_eq!(Registry::<Ping>::new().trigger(Ping).event(), "com.example.ping");
+    /// ```
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// How many listeners the event was dispatched to (the registry's snapshot at dispatch time).
+    ///
+    /// Always `succeeded() + detached() + failures().len()`.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// assert_eq!(registry.trigger(Ping).listeners(), 0);
+    /// registry.register(|_: &Ping| {});
+    /// assert_eq!(registry.trigger(Ping).listeners(), 1);
+    /// ```
+    pub fn listeners(&self) -> usize {
+        self.listeners
+    }
+
+    /// How many listeners finished without error or panic.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| {});
+    /// assert_eq!(registry.trigger(Ping).succeeded(), 1);
+    /// ```
+    pub fn succeeded(&self) -> usize {
+        self.succeeded
+    }
+
+    /// How many async listeners [`trigger`](crate::Event::trigger) handed to the tokio runtime without
+    /// waiting for them. Their outcome is not in this report; failures among them are still logged
+    /// with `tracing`. Always 0 for [`spawn`](crate::Event::spawn) and
+    /// [`deliver`](crate::Event::deliver), which wait for every listener.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_async(|_: Arc<Ping>| async {});
+    /// assert_eq!(registry.trigger(Ping).detached(), 1);
+    /// # }
+    /// ```
+    pub fn detached(&self) -> usize {
+        self.detached
+    }
+
+    /// The listeners that failed, in dispatch order.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// fn explode(_: &Ping) {
+    ///     panic!("kaput");
+    /// }
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.listener().name("boom").register(explode);
+    /// let report = registry.trigger(Ping);
+    /// assert!(matches!(report.failures()[0].cause(), FailureCause::Panic(msg) if msg == "kaput"));
+    /// ```
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// `true` when no listener failed (detached listeners do not count as failures).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// assert!(Registry::<Ping>::new().trigger(Ping).is_success());
+    /// ```
+    pub fn is_success(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Consumes the report, returning its failures.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| Err::<(), _>("nope"));
+    /// let failures = registry.trigger(Ping).into_failures();
+    /// assert_eq!(failures[0].cause().to_string(), "returned an error: nope");
+    /// ```
+    pub fn into_failures(self) -> Vec<Failure> {
+        self.failures
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} listener(s), {} succeeded, {} detached, {} failed",
+            self.event,
+            self.listeners,
+            self.succeeded,
+            self.detached,
+            self.failures.len()
+        )?;
+        for failure in &self.failures {
+            write!(f, "; {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One listener that did not complete: its name and why.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// struct Ping;
+///
+/// let registry = Registry::<Ping>::new();
+/// registry.listener().name("audit").register(|_: &Ping| Err::<(), _>("db down"));
+/// let report = registry.trigger(Ping);
+/// let failure = &report.failures()[0];
+/// assert_eq!(failure.listener(), "audit");
+/// assert_eq!(failure.to_string(), "listener `audit` returned an error: db down");
+/// ```
+#[derive(Debug)]
+pub struct Failure {
+    listener: Arc<str>,
+    cause: FailureCause,
+}
+
+impl Failure {
+    /// The listener's name: the one given with [`ListenerBuilder::name`](crate::ListenerBuilder::name),
+    /// or else the path of its function or closure type.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// fn failing(_: &Ping) -> Result<(), std::io::Error> {
+    ///     Err(std::io::Error::other("nope"))
+    /// }
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(failing);
+    /// assert!(registry.trigger(Ping).failures()[0].listener().ends_with("failing"));
+    /// ```
+    pub fn listener(&self) -> &str {
+        &self.listener
+    }
+
+    /// Why the listener did not complete.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register_async(|_: Arc<Ping>| async {});
+    /// // No tokio runtime here: the async listener cannot run.
+    /// let report = registry.trigger(Ping);
+    /// assert!(matches!(report.failures()[0].cause(), FailureCause::NoRuntime));
+    /// ```
+    pub fn cause(&self) -> &FailureCause {
+        &self.cause
+    }
+
+    /// Consumes the failure, returning its cause (for instance to get at a returned error).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| Err::<(), _>(std::io::Error::other("io")));
+    /// let failure = registry.trigger(Ping).into_failures().remove(0);
+    /// if let FailureCause::Error(error) = failure.into_cause() {
+    ///     assert!(error.downcast_ref::<std::io::Error>().is_some());
+    /// }
+    /// ```
+    pub fn into_cause(self) -> FailureCause {
+        self.cause
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "listener `{}` {}", self.listener, self.cause)
+    }
+}
+
+/// Why a listener did not complete.
+///
+/// ```
+/// use event_bus::FailureCause;
+///
+/// let cause = FailureCause::Panic("index out of bounds".into());
+/// assert_eq!(cause.to_string(), "panicked: index out of bounds");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailureCause {
+    /// The listener returned `Err`.
+    #[error("returned an error: {0}")]
+    Error(#[source] BoxError),
+    /// The listener panicked; the panic message (or a placeholder for a non-string payload).
+    #[error("panicked: {0}")]
+    Panic(String),
+    /// The listener is async (or the dispatch mode spawns tasks) and there was no tokio runtime on
+    /// the calling thread, so it was not run.
+    #[error("not run: no tokio runtime on the dispatching thread")]
+    NoRuntime,
+    /// The listener's task was cancelled before it finished (the runtime shut down).
+    #[error("cancelled before completion (runtime shut down)")]
+    Cancelled,
+}
+
+impl FailureCause {
+    /// Emits this failure as a `tracing` event: panics at `ERROR`, everything else at `WARN`.
+    pub(crate) fn log(&self, event: &'static str, listener: &str) {
+        match self {
+            FailureCause::Panic(message) => {
+                tracing::error!(event, listener, panic = %message, "event listener panicked");
+            }
+            other => tracing::warn!(event, listener, cause = %other, "event listener failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_counts_and_failures() {
+        let mut report = Report::new("Ping", 3);
+        report.record_success();
+        report.record_detached();
+        report.record_failure(&Arc::from("audit"), FailureCause::Panic("boom".into()));
+        assert_eq!(
+            report.to_string(),
+            "Ping: 3 listener(s), 1 succeeded, 1 detached, 1 failed; listener `audit` panicked: boom"
+        );
+        assert!(!report.is_success());
+    }
+
+    #[test]
+    fn error_cause_exposes_source() {
+        let cause = FailureCause::Error("inner".into());
+        let source = std::error::Error::source(&cause).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("inner"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Runnable examples for event-bus live in this package's `[[example]]` targets.

@@ -27,7 +27,10 @@ async fn store(reading: Arc<Reading>) -> Result<(), std::io::Error> {
 
 async fn alert(reading: Arc<Reading>) -> Result<(), String> {
     if reading.celsius > 90.0 {
-        return Err(format!("{} overheating: {:.1}", reading.sensor, reading.celsius));
+        return Err(format!(
+            "{} overheating: {:.1}",
+            reading.sensor, reading.celsius
+        ));
     }
     Ok(())
 }
@@ -42,12 +45,20 @@ fn calibrate(reading: &Reading) {
 async fn main() {
     std::panic::set_hook(Box::new(|_| {}));
 
-    Reading::listener().name("calibrate").priority(100).register(calibrate);
+    Reading::listener()
+        .name("calibrate")
+        .priority(100)
+        .register(calibrate);
     Reading::listener().name("store").register_async(store);
     Reading::listener().name("alert").register_async(alert);
 
     for celsius in [21.5, 95.0, -300.0] {
-        let report = Reading { sensor: "boiler", celsius }.deliver().await;
+        let report = Reading {
+            sensor: "boiler",
+            celsius,
+        }
+        .deliver()
+        .await;
         println!("report: {report}");
     }
     println!("stored {} readings", STORED.load(Ordering::SeqCst));

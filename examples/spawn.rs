@@ -18,7 +18,11 @@ struct ImageUploaded {
 
 async fn make_thumbnail(image: Arc<ImageUploaded>) {
     tokio::time::sleep(Duration::from_millis(100)).await;
-    println!("thumbnail: {} ({} bytes) done", image.name, image.bytes.len());
+    println!(
+        "thumbnail: {} ({} bytes) done",
+        image.name,
+        image.bytes.len()
+    );
 }
 
 async fn scan_for_viruses(image: Arc<ImageUploaded>) -> Result<(), std::io::Error> {
@@ -35,9 +39,15 @@ fn broken_indexer(_: &ImageUploaded) {
 async fn main() {
     std::panic::set_hook(Box::new(|_| {}));
 
-    ImageUploaded::listener().name("thumbnail").register_async(make_thumbnail);
-    ImageUploaded::listener().name("scanner").register_async(scan_for_viruses);
-    ImageUploaded::listener().name("indexer").register(broken_indexer);
+    ImageUploaded::listener()
+        .name("thumbnail")
+        .register_async(make_thumbnail);
+    ImageUploaded::listener()
+        .name("scanner")
+        .register_async(scan_for_viruses);
+    ImageUploaded::listener()
+        .name("indexer")
+        .register(broken_indexer);
 
     let started = Instant::now();
     let report = ImageUploaded {

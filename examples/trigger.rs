@@ -14,7 +14,10 @@ struct InvoiceIssued {
 
 fn archive(invoice: &InvoiceIssued) {
     if invoice.cents > 100_000 {
-        panic!("archive cannot store invoices over 1000.00 (got {})", invoice.cents);
+        panic!(
+            "archive cannot store invoices over 1000.00 (got {})",
+            invoice.cents
+        );
     }
     println!("archive: stored invoice {}", invoice.number);
 }
@@ -27,14 +30,20 @@ fn main() {
         .name("ledger")
         .priority(10)
         .register(|invoice: &InvoiceIssued| {
-            println!("ledger: booked {} cents for invoice {}", invoice.cents, invoice.number);
+            println!(
+                "ledger: booked {} cents for invoice {}",
+                invoice.cents, invoice.number
+            );
         });
-    InvoiceIssued::listener()
-        .name("mailer")
-        .register(|invoice: &InvoiceIssued| -> Result<(), String> {
+    InvoiceIssued::listener().name("mailer").register(
+        |invoice: &InvoiceIssued| -> Result<(), String> {
             Err(format!("SMTP relay refused invoice {}", invoice.number))
-        });
-    InvoiceIssued::listener().name("archive").priority(-10).register(archive);
+        },
+    );
+    InvoiceIssued::listener()
+        .name("archive")
+        .priority(-10)
+        .register(archive);
 
     for (number, cents) in [(1, 4_200), (2, 250_000)] {
         let report = InvoiceIssued { number, cents }.trigger();

@@ -15,13 +15,13 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crate::listener::BoxFuture;
+use crate::listener::AsyncFn;
 use crate::panic::{Guarded, Outcome, panic_message};
 use crate::report::FailureCause;
 
 /// Calls an async listener and runs its future, catching a panic in either step.
 pub(crate) fn run_async<E>(
-    listener: &Arc<dyn Fn(Arc<E>) -> BoxFuture + Send + Sync>,
+    listener: &Arc<AsyncFn<E>>,
     event: Arc<E>,
 ) -> impl Future<Output = Outcome> + Send + 'static + use<E> {
     let started = catch_unwind(AssertUnwindSafe(|| listener(event)));

@@ -132,10 +132,16 @@ pub trait AsyncListener<E>: Send + Sync + 'static {
 /// A boxed listener future.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
+/// A synchronous listener with its concrete type erased.
+pub(crate) type SyncFn<E> = dyn Fn(&E) -> Result<(), BoxError> + Send + Sync;
+
+/// An async listener with its concrete type erased.
+pub(crate) type AsyncFn<E> = dyn Fn(Arc<E>) -> BoxFuture + Send + Sync;
+
 /// A listener with its concrete type erased (a vtable call, no `Any`).
 pub(crate) enum Callback<E> {
-    Sync(Arc<dyn Fn(&E) -> Result<(), BoxError> + Send + Sync>),
-    Async(Arc<dyn Fn(Arc<E>) -> BoxFuture + Send + Sync>),
+    Sync(Arc<SyncFn<E>>),
+    Async(Arc<AsyncFn<E>>),
 }
 
 impl<E> Clone for Callback<E> {

@@ -72,7 +72,9 @@ mod tests {
         let caught = catch_unwind(|| panic!("static")).err().map(panic_message);
         assert_eq!(caught.as_deref(), Some("static"));
         let n = 7;
-        let caught = catch_unwind(|| panic!("formatted {n}")).err().map(panic_message);
+        let caught = catch_unwind(|| panic!("formatted {n}"))
+            .err()
+            .map(panic_message);
         assert_eq!(caught.as_deref(), Some("formatted 7"));
         let caught = catch_unwind(|| std::panic::panic_any(42_u8))
             .err()

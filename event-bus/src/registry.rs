@@ -12,8 +12,8 @@ use std::thread::LocalKey;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
-pub use local_cache::LocalCache;
 use local_cache::Cached;
+pub use local_cache::LocalCache;
 use snapshot::{Entry, Snapshot};
 
 use crate::dispatch::{self, Dispatch};

@@ -61,9 +61,5 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: ListenerOutput,
 {
-    E::registry().insert_unchecked(
-        priority,
-        Arc::from(name),
-        Callback::from_async_fn(listener),
-    );
+    E::registry().insert_unchecked(priority, Arc::from(name), Callback::from_async_fn(listener));
 }

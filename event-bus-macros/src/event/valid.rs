@@ -18,7 +18,7 @@ pub(crate) fn check(input: &Input, options: &Options) -> syn::Result<()> {
             input.generics.span(),
             format!(
                 "an #[event] payload cannot be generic: each event type owns one static registry; \
-                 define a concrete type instead, e.g. `struct {}Text {{ .. }}`",
+                 wrap one concrete instantiation instead, e.g. `#[event] struct MyEvent({}<u32>);`",
                 input.ident
             ),
         ));
@@ -82,6 +82,9 @@ fn find_field(input: &Input, fields: &Fields, member: &Member) -> syn::Result<()
     };
     Err(syn::Error::new(
         member.span(),
-        format!("`key` names no field of `{}`: there is no field `{shown}`; {hint}", input.ident),
+        format!(
+            "`key` names no field of `{}`: there is no field `{shown}`; {hint}",
+            input.ident
+        ),
     ))
 }

@@ -28,7 +28,10 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
             }
             let name: LitStr = meta.value()?.parse()?;
             if name.value().trim().is_empty() {
-                return Err(syn::Error::new(name.span(), "the listener name must not be empty"));
+                return Err(syn::Error::new(
+                    name.span(),
+                    "the listener name must not be empty",
+                ));
             }
             options.name = Some(name);
             Ok(())

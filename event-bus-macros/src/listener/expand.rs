@@ -18,7 +18,9 @@ pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
         }
     };
     let priority = match &options.priority {
-        Some(priority) => quote_spanned!(priority.span()=> { const PRIORITY: i32 = #priority; PRIORITY }),
+        Some(priority) => {
+            quote_spanned!(priority.span()=> { const PRIORITY: i32 = #priority; PRIORITY })
+        }
         None => quote!(0),
     };
     // Spanned at the payload type: "`X` is not an event" points at the argument's type.

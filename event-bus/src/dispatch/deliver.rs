@@ -1,6 +1,5 @@
 //! Awaited dispatch: every listener in order, in the caller's task.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use super::run_async;
@@ -11,26 +10,21 @@ use crate::registry::snapshot::Snapshot;
 use crate::report::Report;
 
 /// Runs each listener of `snapshot` in order, awaiting async ones.
-pub(crate) fn deliver<E: Event>(
-    snapshot: Option<Arc<Snapshot<E>>>,
-    event: E,
-) -> impl Future<Output = Report> + Send + 'static {
-    async move {
-        let Some(snapshot) = snapshot else {
-            return Report::new(E::NAME, 0);
+pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Report {
+    let Some(snapshot) = snapshot else {
+        return Report::new(E::NAME, 0);
+    };
+    let mut report = Report::new(E::NAME, snapshot.entries.len());
+    let event = Arc::new(event);
+    for entry in snapshot.entries.iter() {
+        let outcome = match &entry.callback {
+            Callback::Sync(listener) => run_guarded(|| listener(&event)),
+            Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
         };
-        let mut report = Report::new(E::NAME, snapshot.entries.len());
-        let event = Arc::new(event);
-        for entry in snapshot.entries.iter() {
-            let outcome = match &entry.callback {
-                Callback::Sync(listener) => run_guarded(|| listener(&event)),
-                Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
-            };
-            match outcome {
-                Ok(()) => report.record_success(),
-                Err(cause) => report.record_failure(&entry.name, cause),
-            }
+        match outcome {
+            Ok(()) => report.record_success(),
+            Err(cause) => report.record_failure(&entry.name, cause),
         }
-        report
     }
+    report
 }

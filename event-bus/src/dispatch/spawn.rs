@@ -38,9 +38,9 @@ pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> D
         let handle = match &entry.callback {
             Callback::Sync(listener) => {
                 let listener = Arc::clone(listener);
-                runtime.spawn(async move {
-                    logged::<E>(&logged_name, run_guarded(|| listener(&event)))
-                })
+                runtime.spawn(
+                    async move { logged::<E>(&logged_name, run_guarded(|| listener(&event))) },
+                )
             }
             Callback::Async(listener) => {
                 let listener = Arc::clone(listener);

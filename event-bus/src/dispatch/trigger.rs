@@ -47,7 +47,9 @@ pub(crate) fn trigger<E: Event>(snapshot: Option<&Snapshot<E>>, event: E) -> Rep
                 });
                 report.record_detached();
             }
-            (Callback::Async(_), None) => report.record_failure(&entry.name, FailureCause::NoRuntime),
+            (Callback::Async(_), None) => {
+                report.record_failure(&entry.name, FailureCause::NoRuntime)
+            }
         }
     }
     report

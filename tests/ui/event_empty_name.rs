@@ -1,0 +1,6 @@
+use event_bus::event;
+
+#[event(name = "")]
+pub struct Anonymous;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use event_bus::event;
+
+#[event]
+fn user_created() {}
+
+fn main() {}

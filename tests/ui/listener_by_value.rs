@@ -1,0 +1,9 @@
+use event_bus::prelude::*;
+
+#[event]
+pub struct UserCreated;
+
+#[listener]
+fn on_created(_event: UserCreated) {}
+
+fn main() {}

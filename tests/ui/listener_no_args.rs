@@ -1,0 +1,6 @@
+use event_bus::listener;
+
+#[listener]
+fn on_nothing() {}
+
+fn main() {}

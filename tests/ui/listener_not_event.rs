@@ -1,0 +1,8 @@
+use event_bus::listener;
+
+pub struct NotAnEvent;
+
+#[listener]
+fn on_thing(_event: &NotAnEvent) {}
+
+fn main() {}

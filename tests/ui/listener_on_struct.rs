@@ -1,0 +1,6 @@
+use event_bus::listener;
+
+#[listener]
+pub struct Notifier;
+
+fn main() {}

@@ -1,0 +1,7 @@
+use event_bus::prelude::*;
+
+pub struct NotAnEvent;
+
+fn main() {
+    let _ = NotAnEvent.trigger();
+}

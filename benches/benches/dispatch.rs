@@ -1,1 +1,330 @@
-fn main() {}
+//! event-bus dispatch, side by side with what a user would otherwise pick, in one run:
+//!
+//! - `trigger`: a plain `Vec<Box<dyn Fn(&E)>>` (the floor), our `trigger` on the global and on a
+//!   local registry, and a `TypeId`/`Any` map bus with a downcast per call; 1, 4 and 16 listeners.
+//! - `spawn`: our `spawn` vs one hand-written `tokio::spawn` per listener vs `tokio::sync::broadcast`
+//!   to N receiver tasks; each measured until every listener has run.
+//! - `types`: trigger cost with 1 vs 1,000 other event types registered.
+//! - `contended`: two threads triggering the same event at once vs one thread alone.
+//!
+//! Run with `cargo bench -p event-bus-benches`; `python3 benches/ratios.py` prints the ratios.
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use event_bus::prelude::*;
+use tokio::sync::{Notify, broadcast};
+
+use support::any_bus::AnyBus;
+
+/// One event type per listener count, so each has its own global registry.
+#[event]
+struct Tick1(u64);
+#[event]
+struct Tick4(u64);
+#[event]
+struct Tick16(u64);
+
+/// The trivial listener every contender calls: the same closure body everywhere.
+macro_rules! listener {
+    ($ty:ident) => {
+        |e: &$ty| {
+            black_box(e.0);
+        }
+    };
+}
+
+/// Registers `n` trivial listeners on the global registry of `$ty`.
+macro_rules! register_global {
+    ($ty:ident, $n:expr) => {
+        for _ in 0..$n {
+            $ty::register(listener!($ty));
+        }
+    };
+}
+
+/// `n` trivial listeners as a plain vector of boxed closures.
+macro_rules! boxed_listeners {
+    ($ty:ident, $n:expr) => {
+        (0..$n)
+            .map(|_| Box::new(listener!($ty)) as Box<dyn Fn(&$ty) + Send + Sync>)
+            .collect::<Vec<_>>()
+    };
+}
+
+macro_rules! trigger_group {
+    ($c:expr, $n:expr, $ty:ident) => {{
+        let n: usize = $n;
+        let mut group = $c.benchmark_group("trigger");
+        let floor = boxed_listeners!($ty, n);
+        group.bench_with_input(BenchmarkId::new("floor_vec_box_dyn_fn", n), &n, |b, _| {
+            b.iter(|| {
+                let event = $ty(black_box(1));
+                for listener in &floor {
+                    listener(&event);
+                }
+            })
+        });
+        register_global!($ty, n);
+        group.bench_with_input(BenchmarkId::new("event_bus_trigger", n), &n, |b, _| {
+            b.iter(|| black_box($ty(black_box(1)).trigger()))
+        });
+        let local = Registry::<$ty>::new();
+        for _ in 0..n {
+            local.register(listener!($ty));
+        }
+        group.bench_with_input(
+            BenchmarkId::new("event_bus_local_trigger", n),
+            &n,
+            |b, _| b.iter(|| black_box(local.trigger($ty(black_box(1))))),
+        );
+        let bus = AnyBus::default();
+        for _ in 0..n {
+            bus.register(listener!($ty));
+        }
+        group.bench_with_input(BenchmarkId::new("typeid_any_map_bus", n), &n, |b, _| {
+            b.iter(|| black_box(bus.publish(&$ty(black_box(1)))))
+        });
+        group.finish();
+    }};
+}
+
+fn trigger(c: &mut Criterion) {
+    trigger_group!(c, 1, Tick1);
+    trigger_group!(c, 4, Tick4);
+    trigger_group!(c, 16, Tick16);
+}
+
+#[event]
+struct Job1(u64);
+#[event]
+struct Job4(u64);
+#[event]
+struct Job16(u64);
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("cannot build the benchmark runtime: {error}"),
+    }
+}
+
+macro_rules! spawn_group {
+    ($c:expr, $rt:expr, $n:expr, $ty:ident) => {{
+        let n: usize = $n;
+        let rt = $rt;
+        let mut group = $c.benchmark_group("spawn");
+        register_global!($ty, n);
+        group.bench_with_input(BenchmarkId::new("event_bus_spawn", n), &n, |b, _| {
+            b.iter(|| rt.block_on(async { black_box($ty(black_box(1)).spawn().await) }))
+        });
+
+        let listeners: Vec<Arc<dyn Fn(&$ty) + Send + Sync>> = boxed_listeners!($ty, n)
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("tokio_spawn_per_listener", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let event = Arc::new($ty(black_box(1)));
+                        let handles: Vec<_> = listeners
+                            .iter()
+                            .map(|listener| {
+                                let listener = Arc::clone(listener);
+                                let event = Arc::clone(&event);
+                                tokio::spawn(async move { listener(&event) })
+                            })
+                            .collect();
+                        for handle in handles {
+                            black_box(handle.await.is_ok());
+                        }
+                    })
+                })
+            },
+        );
+
+        // N long-lived receiver tasks; each iteration waits until all N handled the message.
+        let (sender, _) = broadcast::channel::<Arc<$ty>>(64);
+        let remaining = Arc::new(AtomicUsize::new(0));
+        let all_done = Arc::new(Notify::new());
+        let receivers: Vec<_> = (0..n)
+            .map(|_| {
+                let mut receiver = sender.subscribe();
+                let remaining = Arc::clone(&remaining);
+                let all_done = Arc::clone(&all_done);
+                rt.spawn(async move {
+                    while let Ok(event) = receiver.recv().await {
+                        black_box(event.0);
+                        if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            all_done.notify_one();
+                        }
+                    }
+                })
+            })
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("tokio_broadcast_receivers", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        remaining.store(n, Ordering::Release);
+                        let done = all_done.notified();
+                        black_box(sender.send(Arc::new($ty(black_box(1)))).is_ok());
+                        done.await;
+                    })
+                })
+            },
+        );
+        drop(sender);
+        for receiver in receivers {
+            receiver.abort();
+        }
+        group.finish();
+    }};
+}
+
+fn spawn(c: &mut Criterion) {
+    let rt = runtime();
+    spawn_group!(c, &rt, 1, Job1);
+    spawn_group!(c, &rt, 4, Job4);
+    spawn_group!(c, &rt, 16, Job16);
+}
+
+#[event]
+struct Probe(u64);
+#[event]
+struct ProbeAfterMany(u64);
+
+fn types(c: &mut Criterion) {
+    let mut group = c.benchmark_group("types");
+    // One other type registered (besides the probe).
+    let few = AnyBus::default();
+    register_global!(Probe, 4);
+    for _ in 0..4 {
+        few.register(listener!(Probe));
+    }
+    few.register(listener!(Tick1));
+    group.bench_function(BenchmarkId::new("event_bus_trigger", "1_type"), |b| {
+        b.iter(|| black_box(Probe(black_box(1)).trigger()))
+    });
+    group.bench_function(BenchmarkId::new("typeid_any_map_bus", "1_type"), |b| {
+        b.iter(|| black_box(few.publish(&Probe(black_box(1)))))
+    });
+
+    // 1,000 other types, each with a listener and dispatched once.
+    let many = AnyBus::default();
+    support::many_types::register_all(&many);
+    register_global!(ProbeAfterMany, 4);
+    for _ in 0..4 {
+        many.register(listener!(ProbeAfterMany));
+    }
+    let label = format!("{}_types", support::many_types::COUNT);
+    group.bench_function(BenchmarkId::new("event_bus_trigger", &label), |b| {
+        b.iter(|| black_box(ProbeAfterMany(black_box(1)).trigger()))
+    });
+    group.bench_function(BenchmarkId::new("typeid_any_map_bus", &label), |b| {
+        b.iter(|| black_box(many.publish(&ProbeAfterMany(black_box(1)))))
+    });
+    group.finish();
+}
+
+#[event]
+struct Shared(u64);
+
+/// Runs `body` `iters` times on each of `threads` threads started together; returns the slowest
+/// thread's time, so the figure is the per-call cost while all threads run at once.
+fn on_threads(threads: usize, iters: u64, body: Arc<dyn Fn() + Send + Sync>) -> Duration {
+    let start = Arc::new(Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            let body = Arc::clone(&body);
+            thread::spawn(move || {
+                start.wait();
+                let began = Instant::now();
+                for _ in 0..iters {
+                    body();
+                }
+                began.elapsed()
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|worker| worker.join().unwrap_or_default())
+        .max()
+        .unwrap_or_default()
+}
+
+fn contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("contended");
+    register_global!(Shared, 1);
+    let local: &'static Registry<Shared> = Box::leak(Box::new(Registry::new()));
+    local.register(listener!(Shared));
+    let bus: &'static AnyBus = Box::leak(Box::new(AnyBus::default()));
+    bus.register(listener!(Shared));
+    let floor: &'static Vec<Box<dyn Fn(&Shared) + Send + Sync>> =
+        Box::leak(Box::new(boxed_listeners!(Shared, 1)));
+
+    let cases: [(&str, Arc<dyn Fn() + Send + Sync>); 4] = [
+        (
+            "floor_vec_box_dyn_fn",
+            Arc::new(move || {
+                let event = Shared(black_box(1));
+                for listener in floor {
+                    listener(&event);
+                }
+            }),
+        ),
+        (
+            "event_bus_trigger",
+            Arc::new(|| drop(black_box(Shared(black_box(1)).trigger()))),
+        ),
+        (
+            "event_bus_local_trigger",
+            Arc::new(move || drop(black_box(local.trigger(Shared(black_box(1)))))),
+        ),
+        (
+            "typeid_any_map_bus",
+            Arc::new(move || {
+                black_box(bus.publish(&Shared(black_box(1))));
+            }),
+        ),
+    ];
+    for (name, body) in cases {
+        for threads in [1, 2] {
+            let body = Arc::clone(&body);
+            group.bench_function(BenchmarkId::new(name, format!("{threads}_threads")), |b| {
+                b.iter_custom(|iters| on_threads(threads, iters, Arc::clone(&body)))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = trigger, spawn, types, contended
+}
+criterion_main!(benches);

@@ -369,24 +369,37 @@ impl<E: Event> Registry<E> {
     /// let report = registry.trigger(Ping);
     /// assert_eq!((report.succeeded(), report.failures().len()), (1, 1));
     /// ```
+    #[inline]
     pub fn trigger(&self, event: E) -> Report {
         match &self.core {
             Core::Global { state, cache } => {
                 let generation = state.generation.load(Ordering::Acquire);
-                let load = || {
-                    static_listeners::ensure_installed();
-                    Cached {
-                        generation: state.generation.load(Ordering::Acquire),
-                        snapshot: state.load(),
-                    }
-                };
-                match cache.try_with(|cache| cache.get(generation, load)) {
-                    Ok(cached) => dispatch::trigger(cached.snapshot.as_deref(), event),
-                    // This thread's locals are being destroyed: skip the cache.
-                    Err(_) => dispatch::trigger(self.snapshot().as_deref(), event),
+                match cache.try_with(|cache| cache.current(generation)) {
+                    Ok(Some(cached)) => dispatch::trigger(cached.snapshot.as_deref(), event),
+                    _ => self.trigger_refreshing(event),
                 }
             }
-            Core::Local(state) => dispatch::trigger(state.load().as_deref(), event),
+            Core::Local(state) => dispatch::trigger(state.current.load().as_deref(), event),
+        }
+    }
+
+    /// `trigger` on a global registry whose per-thread cache is empty or stale: load the current
+    /// snapshot (installing `#[listener]` functions on first use) and cache it.
+    #[cold]
+    #[inline(never)]
+    fn trigger_refreshing(&self, event: E) -> Report {
+        let Core::Global { state, cache } = &self.core else {
+            return dispatch::trigger(self.snapshot().as_deref(), event);
+        };
+        static_listeners::ensure_installed();
+        let fresh = Cached {
+            generation: state.generation.load(Ordering::Acquire),
+            snapshot: state.load(),
+        };
+        match cache.try_with(|cache| cache.store(fresh)) {
+            Ok(cached) => dispatch::trigger(cached.snapshot.as_deref(), event),
+            // This thread's locals are being destroyed: skip the cache.
+            Err(_) => dispatch::trigger(self.snapshot().as_deref(), event),
         }
     }
 

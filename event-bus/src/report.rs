@@ -22,6 +22,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A failing or panicking listener never stops the others; each failure is recorded here by listener
 /// name and also emitted as a `tracing` event.
 ///
+/// A `Report` is two words (the counts, and a pointer to the failures that is null when there are
+/// none), so returning one from every dispatch costs nothing measurable.
+///
 /// ```
 /// use event_bus::prelude::*;
 ///
@@ -40,58 +43,50 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// ```
 #[derive(Debug)]
 pub struct Report {
-    event: &'static str,
-    listeners: usize,
-    succeeded: usize,
-    detached: usize,
-    failures: Vec<Failure>,
+    listeners: u32,
+    succeeded: u32,
+    /// `None` while nothing failed: the common case allocates nothing.
+    failures: Option<Box<Vec<Failure>>>,
 }
 
 impl Report {
-    pub(crate) fn new(event: &'static str, listeners: usize) -> Self {
+    #[inline]
+    pub(crate) fn new(listeners: usize) -> Self {
         Report {
-            event,
-            listeners,
+            listeners: u32::try_from(listeners).unwrap_or(u32::MAX),
             succeeded: 0,
-            detached: 0,
-            failures: Vec::new(),
+            failures: None,
         }
     }
 
+    #[inline]
     pub(crate) fn record_success(&mut self) {
         self.succeeded += 1;
     }
 
-    pub(crate) fn record_detached(&mut self) {
-        self.detached += 1;
-    }
-
     /// Records a failure and emits it as a `tracing` event.
-    pub(crate) fn record_failure(&mut self, listener: &Arc<str>, cause: FailureCause) {
-        cause.log(self.event, listener);
-        self.push_failure(listener, cause);
+    pub(crate) fn record_failure(
+        &mut self,
+        event: &'static str,
+        listener: &Arc<str>,
+        cause: FailureCause,
+    ) {
+        cause.log(event, listener);
+        self.push_failure(event, listener, cause);
     }
 
     /// Records a failure that was already logged where it happened.
-    pub(crate) fn push_failure(&mut self, listener: &Arc<str>, cause: FailureCause) {
-        self.failures.push(Failure {
+    pub(crate) fn push_failure(
+        &mut self,
+        event: &'static str,
+        listener: &Arc<str>,
+        cause: FailureCause,
+    ) {
+        self.failures.get_or_insert_default().push(Failure {
+            event,
             listener: Arc::clone(listener),
             cause,
         });
-    }
-
-    /// The [`NAME`](crate::Event::NAME) of the event that was dispatched.
-    ///
-    /// ```
-    /// use event_bus::prelude::*;
-    ///
-    /// #[event(name = "com.example.ping")]
-    /// struct Ping;
-    ///
-    /// assert_eq!(Registry::<Ping>::new().trigger(Ping).event(), "com.example.ping");
-    /// ```
-    pub fn event(&self) -> &'static str {
-        self.event
     }
 
     /// How many listeners the event was dispatched to (the registry's snapshot at dispatch time).
@@ -110,7 +105,7 @@ impl Report {
     /// assert_eq!(registry.trigger(Ping).listeners(), 1);
     /// ```
     pub fn listeners(&self) -> usize {
-        self.listeners
+        self.listeners as usize
     }
 
     /// How many listeners finished without error or panic.
@@ -126,7 +121,7 @@ impl Report {
     /// assert_eq!(registry.trigger(Ping).succeeded(), 1);
     /// ```
     pub fn succeeded(&self) -> usize {
-        self.succeeded
+        self.succeeded as usize
     }
 
     /// How many async listeners [`trigger`](crate::Event::trigger) handed to the tokio runtime without
@@ -149,7 +144,8 @@ impl Report {
     /// # }
     /// ```
     pub fn detached(&self) -> usize {
-        self.detached
+        self.listeners()
+            .saturating_sub(self.succeeded() + self.failures().len())
     }
 
     /// The listeners that failed, in dispatch order.
@@ -170,7 +166,7 @@ impl Report {
     /// assert!(matches!(report.failures()[0].cause(), FailureCause::Panic(msg) if msg == "kaput"));
     /// ```
     pub fn failures(&self) -> &[Failure] {
-        &self.failures
+        self.failures.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// `true` when no listener failed (detached listeners do not count as failures).
@@ -184,7 +180,7 @@ impl Report {
     /// assert!(Registry::<Ping>::new().trigger(Ping).is_success());
     /// ```
     pub fn is_success(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_none()
     }
 
     /// Consumes the report, returning its failures.
@@ -201,7 +197,7 @@ impl Report {
     /// assert_eq!(failures[0].cause().to_string(), "returned an error: nope");
     /// ```
     pub fn into_failures(self) -> Vec<Failure> {
-        self.failures
+        self.failures.map_or_else(Vec::new, |failures| *failures)
     }
 }
 
@@ -209,14 +205,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} listener(s), {} succeeded, {} detached, {} failed",
-            self.event,
-            self.listeners,
-            self.succeeded,
-            self.detached,
-            self.failures.len()
+            "{} listener(s): {} succeeded, {} detached, {} failed",
+            self.listeners(),
+            self.succeeded(),
+            self.detached(),
+            self.failures().len()
         )?;
-        for failure in &self.failures {
+        for failure in self.failures() {
             write!(f, "; {failure}")?;
         }
         Ok(())
@@ -240,11 +235,28 @@ impl fmt::Display for Report {
 /// ```
 #[derive(Debug)]
 pub struct Failure {
+    event: &'static str,
     listener: Arc<str>,
     cause: FailureCause,
 }
 
 impl Failure {
+    /// The [`NAME`](crate::Event::NAME) of the event the listener failed on.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event(name = "com.example.ping")]
+    /// struct Ping;
+    ///
+    /// let registry = Registry::<Ping>::new();
+    /// registry.register(|_: &Ping| Err::<(), _>("no"));
+    /// assert_eq!(registry.trigger(Ping).failures()[0].event(), "com.example.ping");
+    /// ```
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
     /// The listener's name: the one given with [`ListenerBuilder::name`](crate::ListenerBuilder::name),
     /// or else the path of its function or closure type.
     ///
@@ -355,15 +367,27 @@ mod tests {
 
     #[test]
     fn display_lists_counts_and_failures() {
-        let mut report = Report::new("Ping", 3);
+        let mut report = Report::new(3);
         report.record_success();
-        report.record_detached();
-        report.record_failure(&Arc::from("audit"), FailureCause::Panic("boom".into()));
+        report.record_failure(
+            "Ping",
+            &Arc::from("audit"),
+            FailureCause::Panic("boom".into()),
+        );
         assert_eq!(
             report.to_string(),
-            "Ping: 3 listener(s), 1 succeeded, 1 detached, 1 failed; listener `audit` panicked: boom"
+            "3 listener(s): 1 succeeded, 1 detached, 1 failed; listener `audit` panicked: boom"
         );
         assert!(!report.is_success());
+        assert_eq!(report.failures()[0].event(), "Ping");
+    }
+
+    #[test]
+    fn a_report_is_two_words() {
+        assert_eq!(
+            std::mem::size_of::<Report>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

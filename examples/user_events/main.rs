@@ -7,6 +7,8 @@
 //!
 //! Run it with `cargo run --example user_events`.
 
+use event_bus::Event;
+
 mod auth;
 mod events;
 mod notifier;
@@ -16,8 +18,8 @@ async fn main() {
     notifier::init();
 
     let report = auth::create_user("ada@example.com");
-    println!("auth: UserCreated -> {report}");
+    println!("auth: {} -> {report}", events::UserCreated::NAME);
 
     let report = auth::delete_user("ada@example.com").await;
-    println!("auth: UserDeleted -> {report}");
+    println!("auth: {} -> {report}", events::UserDeleted::NAME);
 }

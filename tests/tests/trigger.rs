@@ -189,7 +189,7 @@ fn an_empty_registry_gives_an_empty_report() {
         ),
         (0, 0, 0)
     );
-    assert_eq!(report.event(), "Order");
+    assert!(report.is_success());
 }
 
 struct Tally(Arc<AtomicUsize>);

@@ -12,9 +12,9 @@ use crate::report::Report;
 /// Runs each listener of `snapshot` in order, awaiting async ones.
 pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Report {
     let Some(snapshot) = snapshot else {
-        return Report::new(E::NAME, 0);
+        return Report::new(0);
     };
-    let mut report = Report::new(E::NAME, snapshot.entries.len());
+    let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {
         let outcome = match &entry.callback {
@@ -23,7 +23,7 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
         };
         match outcome {
             Ok(()) => report.record_success(),
-            Err(cause) => report.record_failure(&entry.name, cause),
+            Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
         }
     }
     report

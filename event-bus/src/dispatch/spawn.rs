@@ -20,14 +20,14 @@ use crate::report::{FailureCause, Report};
 /// Starts one task per listener of `snapshot`.
 pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Dispatch {
     let Some(snapshot) = snapshot else {
-        return Dispatch::finished(Report::new(E::NAME, 0));
+        return Dispatch::finished(E::NAME, Report::new(0));
     };
-    let mut report = Report::new(E::NAME, snapshot.entries.len());
+    let mut report = Report::new(snapshot.entries.len());
     let Ok(runtime) = Handle::try_current() else {
         for entry in snapshot.entries.iter() {
-            report.record_failure(&entry.name, FailureCause::NoRuntime);
+            report.record_failure(E::NAME, &entry.name, FailureCause::NoRuntime);
         }
-        return Dispatch::finished(report);
+        return Dispatch::finished(E::NAME, report);
     };
     let event = Arc::new(event);
     let mut tasks = VecDeque::with_capacity(snapshot.entries.len());
@@ -52,6 +52,7 @@ pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> D
         tasks.push_back((name, handle));
     }
     Dispatch {
+        event: E::NAME,
         tasks,
         report: Some(report),
     }
@@ -99,14 +100,16 @@ fn logged<E: Event>(name: &str, outcome: Outcome) -> Outcome {
 /// ```
 #[must_use = "a Dispatch does nothing more when awaited; drop it or call `detach` to not wait"]
 pub struct Dispatch {
+    event: &'static str,
     tasks: VecDeque<(Arc<str>, JoinHandle<Outcome>)>,
     /// `None` once the dispatch has resolved.
     report: Option<Report>,
 }
 
 impl Dispatch {
-    fn finished(report: Report) -> Self {
+    fn finished(event: &'static str, report: Report) -> Self {
         Dispatch {
+            event,
             tasks: VecDeque::new(),
             report: Some(report),
         }
@@ -150,6 +153,7 @@ impl Future for Dispatch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
         let this = &mut *self;
+        let event = this.event;
         while let Some((_, handle)) = this.tasks.front_mut() {
             let joined = match Pin::new(handle).poll(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -164,12 +168,13 @@ impl Future for Dispatch {
             match joined {
                 Ok(Ok(())) => report.record_success(),
                 // Already logged by the task itself.
-                Ok(Err(cause)) => report.push_failure(&name, cause),
+                Ok(Err(cause)) => report.push_failure(event, &name, cause),
                 Err(error) if error.is_panic() => report.record_failure(
+                    event,
                     &name,
                     FailureCause::Panic(crate::panic::panic_message(error.into_panic())),
                 ),
-                Err(_) => report.record_failure(&name, FailureCause::Cancelled),
+                Err(_) => report.record_failure(event, &name, FailureCause::Cancelled),
             }
         }
         match self.report.take() {
@@ -182,6 +187,7 @@ impl Future for Dispatch {
 impl fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatch")
+            .field("event", &self.event)
             .field("pending", &self.tasks.len())
             .field("report", &self.report)
             .finish()

@@ -41,19 +41,21 @@ impl<E> LocalCache<E> {
         }
     }
 
-    /// The cached snapshot if it is from `generation`, else a fresh one from `load` (then cached).
+    /// The cached snapshot if it was loaded at `generation`.
     ///
     /// The caller gets its own `Rc`, so no borrow is held while listeners run: a listener may
     /// trigger the same event again (re-entrancy), which may replace the cached entry.
     #[inline]
-    pub(crate) fn get(&self, generation: u64, load: impl FnOnce() -> Cached<E>) -> Rc<Cached<E>> {
-        if let Ok(slot) = self.slot.try_borrow()
-            && let Some(cached) = slot.as_ref()
-            && cached.generation == generation
-        {
-            return Rc::clone(cached);
-        }
-        let fresh = Rc::new(load());
+    pub(crate) fn current(&self, generation: u64) -> Option<Rc<Cached<E>>> {
+        let slot = self.slot.try_borrow().ok()?;
+        let cached = slot.as_ref()?;
+        (cached.generation == generation).then(|| Rc::clone(cached))
+    }
+
+    /// Caches `fresh` (unless a borrow is outstanding, which cannot happen outside this module)
+    /// and returns it.
+    pub(crate) fn store(&self, fresh: Cached<E>) -> Rc<Cached<E>> {
+        let fresh = Rc::new(fresh);
         if let Ok(mut slot) = self.slot.try_borrow_mut() {
             *slot = Some(Rc::clone(&fresh));
         }
@@ -72,22 +74,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reloads_only_when_generation_changes() {
+    fn hits_only_for_the_generation_it_stored() {
         let cache = LocalCache::<()>::new();
-        let mut loads = 0;
-        let mut load = |generation| {
-            cache.get(generation, || {
-                loads += 1;
-                Cached {
-                    generation,
-                    snapshot: None,
-                }
-            })
-        };
-        load(1);
-        load(1);
-        load(2);
-        load(2);
-        assert_eq!(loads, 2);
+        assert!(cache.current(0).is_none(), "empty at first");
+        cache.store(Cached {
+            generation: 1,
+            snapshot: None,
+        });
+        assert!(cache.current(1).is_some());
+        assert!(cache.current(2).is_none(), "stale after a change");
+        let held = cache.current(1);
+        cache.store(Cached {
+            generation: 2,
+            snapshot: None,
+        });
+        assert!(held.is_some(), "a dispatch in flight keeps its snapshot");
+        assert!(cache.current(2).is_some());
     }
 }

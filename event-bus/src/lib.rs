@@ -167,7 +167,6 @@ pub mod prelude {
 /// Items the macros' generated code names. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::LocalCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;
 }

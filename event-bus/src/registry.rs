@@ -1,19 +1,15 @@
 //! [`Registry`]: one event type's listeners, as a copy-on-write snapshot.
 
-mod local_cache;
 pub(crate) mod snapshot;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::LocalKey;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
-use local_cache::Cached;
-pub use local_cache::LocalCache;
 use snapshot::{Entry, Snapshot};
 
 use crate::dispatch::{self, Dispatch};
@@ -55,11 +51,8 @@ pub struct Registry<E: 'static> {
 }
 
 enum Core<E: 'static> {
-    /// The per-type registry in a `static`, with a per-thread snapshot cache.
-    Global {
-        state: State<E>,
-        cache: &'static LocalKey<LocalCache<E>>,
-    },
+    /// The per-type registry in a `static`.
+    Global(State<E>),
     /// A registry made with `Registry::new()`; subscriptions hold it weakly.
     Local(Arc<State<E>>),
 }
@@ -152,25 +145,22 @@ impl<E: Event> Registry<E> {
 
     /// The global registry of an event type. Used by the code `#[event]` generates; not for users.
     #[doc(hidden)]
-    pub const fn __global(cache: &'static LocalKey<LocalCache<E>>) -> Self {
+    pub const fn __global() -> Self {
         Registry {
-            core: Core::Global {
-                state: State::new(),
-                cache,
-            },
+            core: Core::Global(State::new()),
         }
     }
 
     pub(crate) fn state(&self) -> &State<E> {
         match &self.core {
-            Core::Global { state, .. } => state,
+            Core::Global(state) => state,
             Core::Local(state) => state,
         }
     }
 
     fn owner(&self) -> Owner<E> {
         match &self.core {
-            Core::Global { .. } => Owner::Global,
+            Core::Global(_) => Owner::Global,
             Core::Local(state) => Owner::Local(Arc::downgrade(state)),
         }
     }
@@ -182,7 +172,7 @@ impl<E: Event> Registry<E> {
         name: Arc<str>,
         callback: Callback<E>,
     ) -> Subscription<E> {
-        if let Core::Global { .. } = self.core {
+        if let Core::Global(_) = self.core {
             static_listeners::ensure_installed();
         }
         self.insert_unchecked(priority, name, callback)
@@ -201,7 +191,7 @@ impl<E: Event> Registry<E> {
     /// The current snapshot (after installing `#[listener]` functions, for a global registry).
     fn snapshot(&self) -> Option<Arc<Snapshot<E>>> {
         match &self.core {
-            Core::Global { state, .. } => {
+            Core::Global(state) => {
                 static_listeners::ensure_installed();
                 state.load()
             }
@@ -371,36 +361,12 @@ impl<E: Event> Registry<E> {
     /// ```
     #[inline]
     pub fn trigger(&self, event: E) -> Report {
-        match &self.core {
-            Core::Global { state, cache } => {
-                let generation = state.generation.load(Ordering::Acquire);
-                match cache.try_with(|cache| cache.current(generation)) {
-                    Ok(Some(cached)) => dispatch::trigger(cached.snapshot.as_deref(), event),
-                    _ => self.trigger_refreshing(event),
-                }
-            }
-            Core::Local(state) => dispatch::trigger(state.current.load().as_deref(), event),
+        if let Core::Global(_) = self.core {
+            static_listeners::ensure_installed();
         }
-    }
-
-    /// `trigger` on a global registry whose per-thread cache is empty or stale: load the current
-    /// snapshot (installing `#[listener]` functions on first use) and cache it.
-    #[cold]
-    #[inline(never)]
-    fn trigger_refreshing(&self, event: E) -> Report {
-        let Core::Global { state, cache } = &self.core else {
-            return dispatch::trigger(self.snapshot().as_deref(), event);
-        };
-        static_listeners::ensure_installed();
-        let fresh = Cached {
-            generation: state.generation.load(Ordering::Acquire),
-            snapshot: state.load(),
-        };
-        match cache.try_with(|cache| cache.store(fresh)) {
-            Ok(cached) => dispatch::trigger(cached.snapshot.as_deref(), event),
-            // This thread's locals are being destroyed: skip the cache.
-            Err(_) => dispatch::trigger(self.snapshot().as_deref(), event),
-        }
+        // A guard, not a clone: no shared counter is written, so concurrent triggers of the same
+        // event do not contend.
+        dispatch::trigger(self.state().current.load().as_deref(), event)
     }
 
     /// Dispatches every listener in its own tokio task, sharing the payload through an `Arc`
@@ -518,7 +484,7 @@ impl<E: Event> fmt::Debug for Registry<E> {
             .field(
                 "scope",
                 &match self.core {
-                    Core::Global { .. } => "global",
+                    Core::Global(_) => "global",
                     Core::Local(_) => "local",
                 },
             )

@@ -41,27 +41,39 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// assert_eq!(report.failures()[0].listener(), "grumpy");
 /// assert!(!report.is_success());
 /// ```
-#[derive(Debug)]
 pub struct Report {
-    listeners: u32,
-    succeeded: u32,
+    /// Listeners in the high 32 bits, successes in the low 32 bits: one scalar, so that the whole
+    /// report is a scalar pair, which the Rust ABI returns in two registers.
+    counts: u64,
     /// `None` while nothing failed: the common case allocates nothing.
+    #[expect(
+        clippy::box_collection,
+        reason = "a thin pointer keeps the report two words, returned in registers"
+    )]
     failures: Option<Box<Vec<Failure>>>,
 }
 
 impl Report {
     #[inline]
     pub(crate) fn new(listeners: usize) -> Self {
+        let listeners = u64::from(u32::try_from(listeners).unwrap_or(u32::MAX));
         Report {
-            listeners: u32::try_from(listeners).unwrap_or(u32::MAX),
-            succeeded: 0,
+            counts: listeners << 32,
             failures: None,
         }
     }
 
+    /// Never overflows into the listener count: there is at most one success per listener.
     #[inline]
     pub(crate) fn record_success(&mut self) {
-        self.succeeded += 1;
+        self.counts += 1;
+    }
+
+    /// Sets the success count at once (for loops that derive it instead of counting).
+    #[inline]
+    pub(crate) fn set_succeeded(&mut self, succeeded: usize) {
+        let succeeded = u64::from(u32::try_from(succeeded).unwrap_or(u32::MAX));
+        self.counts = (self.counts & !u64::from(u32::MAX)) | succeeded;
     }
 
     /// Records a failure and emits it as a `tracing` event.
@@ -104,8 +116,9 @@ impl Report {
     /// registry.register(|_: &Ping| {});
     /// assert_eq!(registry.trigger(Ping).listeners(), 1);
     /// ```
+    #[inline]
     pub fn listeners(&self) -> usize {
-        self.listeners as usize
+        (self.counts >> 32) as usize
     }
 
     /// How many listeners finished without error or panic.
@@ -120,8 +133,9 @@ impl Report {
     /// registry.register(|_: &Ping| {});
     /// assert_eq!(registry.trigger(Ping).succeeded(), 1);
     /// ```
+    #[inline]
     pub fn succeeded(&self) -> usize {
-        self.succeeded as usize
+        (self.counts & u64::from(u32::MAX)) as usize
     }
 
     /// How many async listeners [`trigger`](crate::Event::trigger) handed to the tokio runtime without
@@ -143,6 +157,7 @@ impl Report {
     /// assert_eq!(registry.trigger(Ping).detached(), 1);
     /// # }
     /// ```
+    #[inline]
     pub fn detached(&self) -> usize {
         self.listeners()
             .saturating_sub(self.succeeded() + self.failures().len())
@@ -165,6 +180,7 @@ impl Report {
     /// let report = registry.trigger(Ping);
     /// assert!(matches!(report.failures()[0].cause(), FailureCause::Panic(msg) if msg == "kaput"));
     /// ```
+    #[inline]
     pub fn failures(&self) -> &[Failure] {
         self.failures.as_deref().map_or(&[], Vec::as_slice)
     }
@@ -179,6 +195,7 @@ impl Report {
     ///
     /// assert!(Registry::<Ping>::new().trigger(Ping).is_success());
     /// ```
+    #[inline]
     pub fn is_success(&self) -> bool {
         self.failures.is_none()
     }
@@ -198,6 +215,17 @@ impl Report {
     /// ```
     pub fn into_failures(self) -> Vec<Failure> {
         self.failures.map_or_else(Vec::new, |failures| *failures)
+    }
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report")
+            .field("listeners", &self.listeners())
+            .field("succeeded", &self.succeeded())
+            .field("detached", &self.detached())
+            .field("failures", &self.failures())
+            .finish()
     }
 }
 

@@ -19,9 +19,9 @@ pub(crate) enum Owner<E> {
 /// Dropping a `Subscription` leaves the listener registered (listeners usually live as long as the
 /// program); call [`guard`](Subscription::guard) to get a handle that removes it on drop.
 ///
-/// After removal the listener is never called by a later dispatch. A dispatch already running keeps
-/// its snapshot, and threads that triggered the event keep a cached snapshot until their next
-/// trigger of it, so the listener's captured values may be dropped a little later than removal.
+/// After removal the listener is never called by a later dispatch; a dispatch already running
+/// finishes with the list it started with. The listener (and what it captured) is dropped as soon
+/// as no running dispatch holds it.
 ///
 /// ```
 /// use event_bus::prelude::*;

@@ -34,12 +34,7 @@ pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
 
             #[inline]
             fn registry() -> &'static ::event_bus::Registry<Self> {
-                ::std::thread_local! {
-                    static CACHE: ::event_bus::__private::LocalCache<#ident> =
-                        const { ::event_bus::__private::LocalCache::new() };
-                }
-                static REGISTRY: ::event_bus::Registry<#ident> =
-                    ::event_bus::Registry::__global(&CACHE);
+                static REGISTRY: ::event_bus::Registry<#ident> = ::event_bus::Registry::__global();
                 &REGISTRY
             }
 

@@ -213,9 +213,32 @@ impl Report {
     /// let failures = registry.trigger(Ping).into_failures();
     /// assert_eq!(failures[0].cause().to_string(), "returned an error: nope");
     /// ```
-    pub fn into_failures(self) -> Vec<Failure> {
-        self.failures.map_or_else(Vec::new, |failures| *failures)
+    pub fn into_failures(mut self) -> Vec<Failure> {
+        self.failures
+            .take()
+            .map_or_else(Vec::new, |failures| *failures)
     }
+}
+
+impl Drop for Report {
+    /// Inlined so that dropping a report without failures (the common case) is one null check at
+    /// the call site rather than a call into drop glue.
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(failures) = self.failures.take() {
+            drop_failures(failures);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[expect(
+    clippy::box_collection,
+    reason = "the report's own field type, dropped out of line"
+)]
+fn drop_failures(failures: Box<Vec<Failure>>) {
+    drop(failures);
 }
 
 impl fmt::Debug for Report {

@@ -31,9 +31,20 @@ impl StaticListener {
 
 inventory::collect!(StaticListener);
 
-/// Registers every `#[listener]` function, once per process.
+static INSTALLED: Once = Once::new();
+
+/// Registers every `#[listener]` function, once per process. Inlined: after the first call this is
+/// one atomic load on every dispatch.
+#[inline]
 pub(crate) fn ensure_installed() {
-    static INSTALLED: Once = Once::new();
+    if !INSTALLED.is_completed() {
+        install_all();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn install_all() {
     INSTALLED.call_once(|| {
         for listener in inventory::iter::<StaticListener> {
             (listener.install)();

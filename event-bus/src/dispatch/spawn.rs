@@ -1,6 +1,5 @@
 //! Spawned dispatch: one tokio task per listener, the payload shared by `Arc`.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,11 +12,24 @@ use tokio::task::JoinHandle;
 use super::run_async;
 use crate::event::Event;
 use crate::listener::Callback;
-use crate::panic::{Outcome, run_guarded};
+use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::Snapshot;
 use crate::report::{FailureCause, Report};
 
-/// Starts one task per listener of `snapshot`.
+/// Listener names by dispatch position, without naming the event type: lets the non-generic
+/// [`Dispatch`] name a listener whose task was cancelled.
+trait ListenerNames: Send + Sync {
+    fn name(&self, index: usize) -> Option<&Arc<str>>;
+}
+
+impl<E: Send + Sync> ListenerNames for Snapshot<E> {
+    fn name(&self, index: usize) -> Option<&Arc<str>> {
+        self.entries.get(index).map(|entry| &entry.name)
+    }
+}
+
+/// Starts one task per listener of `snapshot`. Each task holds the snapshot and its index (one
+/// `Arc` clone) rather than its own copies of the listener and its name.
 pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Dispatch {
     let Some(snapshot) = snapshot else {
         return Dispatch::finished(E::NAME, Report::new(0));
@@ -30,41 +42,40 @@ pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> D
         return Dispatch::finished(E::NAME, report);
     };
     let event = Arc::new(event);
-    let mut tasks = VecDeque::with_capacity(snapshot.entries.len());
-    for entry in snapshot.entries.iter() {
-        let name = Arc::clone(&entry.name);
-        let event = Arc::clone(&event);
-        let logged_name = Arc::clone(&name);
-        let handle = match &entry.callback {
-            Callback::Sync(listener) => {
-                let listener = Arc::clone(listener);
-                runtime.spawn(
-                    async move { logged::<E>(&logged_name, run_guarded(|| listener(&event))) },
-                )
-            }
-            Callback::Async(listener) => {
-                let listener = Arc::clone(listener);
-                runtime.spawn(async move {
-                    logged::<E>(&logged_name, run_async(&listener, event).await)
-                })
-            }
-        };
-        tasks.push_back((name, handle));
-    }
+    let tasks = (0..snapshot.entries.len())
+        .map(|index| {
+            let snapshot = Arc::clone(&snapshot);
+            let event = Arc::clone(&event);
+            runtime.spawn(async move { run_entry(&snapshot, index, event).await })
+        })
+        .collect();
     Dispatch {
         event: E::NAME,
+        names: Some(snapshot),
         tasks,
+        next: 0,
         report: Some(report),
     }
 }
 
-/// Logs a failure from inside the task, so detached dispatches are still reported.
-fn logged<E: Event>(name: &str, outcome: Outcome) -> Outcome {
-    if let Err(cause) = &outcome {
-        cause.log(E::NAME, name);
-    }
-    outcome
+/// The body of one listener's task. A failure is logged here, so a detached dispatch still reports
+/// it, and carries the listener's name back to the [`Dispatch`].
+async fn run_entry<E: Event>(snapshot: &Snapshot<E>, index: usize, event: Arc<E>) -> TaskOutcome {
+    let Some(entry) = snapshot.entries.get(index) else {
+        return Ok(());
+    };
+    let outcome: Outcome = match &entry.callback {
+        Callback::Sync(listener) => run_guarded(|| listener(&event)),
+        Callback::Async(listener) => run_async(listener, event).await,
+    };
+    outcome.map_err(|cause| {
+        cause.log(E::NAME, &entry.name);
+        (Arc::clone(&entry.name), cause)
+    })
 }
+
+/// What a listener task returns: its failure, with the listener's name.
+type TaskOutcome = Result<(), (Arc<str>, FailureCause)>;
 
 /// A spawned dispatch in flight; from [`Event::spawn`](crate::Event::spawn).
 ///
@@ -101,7 +112,11 @@ fn logged<E: Event>(name: &str, outcome: Outcome) -> Outcome {
 #[must_use = "a Dispatch does nothing more when awaited; drop it or call `detach` to not wait"]
 pub struct Dispatch {
     event: &'static str,
-    tasks: VecDeque<(Arc<str>, JoinHandle<Outcome>)>,
+    /// The snapshot the tasks run, for naming a listener whose task was cancelled.
+    names: Option<Arc<dyn ListenerNames>>,
+    tasks: Vec<JoinHandle<TaskOutcome>>,
+    /// The first task not yet joined.
+    next: usize,
     /// `None` once the dispatch has resolved.
     report: Option<Report>,
 }
@@ -110,7 +125,9 @@ impl Dispatch {
     fn finished(event: &'static str, report: Report) -> Self {
         Dispatch {
             event,
-            tasks: VecDeque::new(),
+            names: None,
+            tasks: Vec::new(),
+            next: 0,
             report: Some(report),
         }
     }
@@ -144,7 +161,16 @@ impl Dispatch {
     /// assert!(Registry::<Ping>::new().spawn(Ping).is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.tasks.iter().all(|(_, handle)| handle.is_finished())
+        self.tasks
+            .get(self.next..)
+            .is_none_or(|pending| pending.iter().all(JoinHandle::is_finished))
+    }
+
+    fn name(&self, index: usize) -> Arc<str> {
+        self.names
+            .as_ref()
+            .and_then(|names| names.name(index))
+            .map_or_else(|| Arc::from("<unknown listener>"), Arc::clone)
     }
 }
 
@@ -153,28 +179,32 @@ impl Future for Dispatch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
         let this = &mut *self;
-        let event = this.event;
-        while let Some((_, handle)) = this.tasks.front_mut() {
+        while let Some(handle) = this.tasks.get_mut(this.next) {
             let joined = match Pin::new(handle).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(joined) => joined,
             };
-            let Some((name, _)) = this.tasks.pop_front() else {
-                break;
+            let index = this.next;
+            this.next += 1;
+            let event = this.event;
+            let failure = match joined {
+                Ok(Ok(())) => None,
+                // Already logged by the task itself.
+                Ok(Err((name, cause))) => Some((name, cause, false)),
+                Err(error) if error.is_panic() => Some((
+                    this.name(index),
+                    FailureCause::Panic(panic_message(error.into_panic())),
+                    true,
+                )),
+                Err(_) => Some((this.name(index), FailureCause::Cancelled, true)),
             };
             let Some(report) = this.report.as_mut() else {
                 break;
             };
-            match joined {
-                Ok(Ok(())) => report.record_success(),
-                // Already logged by the task itself.
-                Ok(Err(cause)) => report.push_failure(event, &name, cause),
-                Err(error) if error.is_panic() => report.record_failure(
-                    event,
-                    &name,
-                    FailureCause::Panic(crate::panic::panic_message(error.into_panic())),
-                ),
-                Err(_) => report.record_failure(event, &name, FailureCause::Cancelled),
+            match failure {
+                None => report.record_success(),
+                Some((name, cause, true)) => report.record_failure(event, &name, cause),
+                Some((name, cause, false)) => report.push_failure(event, &name, cause),
             }
         }
         match self.report.take() {
@@ -188,7 +218,10 @@ impl fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatch")
             .field("event", &self.event)
-            .field("pending", &self.tasks.len())
+            .field(
+                "pending",
+                &(self.tasks.len() - self.next.min(self.tasks.len())),
+            )
             .field("report", &self.report)
             .finish()
     }

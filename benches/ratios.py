@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Print the ratios BENCHMARKS.md records, from criterion's output of one `cargo bench` run.
+
+Usage (from the workspace root, after `cargo bench -p event-bus-benches`):
+    python3 benches/ratios.py [target/criterion]
+"""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
+
+
+def ns(group, bench, param):
+    """Mean time in nanoseconds of one benchmark, or None if it did not run."""
+    path = ROOT / group / bench / str(param) / "new" / "estimates.json"
+    try:
+        return json.loads(path.read_text())["mean"]["point_estimate"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def cell(value, base):
+    if value is None or base is None:
+        return "n/a"
+    return f"{value:.1f} ns ({value / base:.2f}x)"
+
+
+def table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+COUNTS = [1, 4, 16]
+TRIGGER = [
+    ("floor_vec_box_dyn_fn", "`Vec<Box<dyn Fn(&E)>>` loop (floor)"),
+    ("floor_with_panic_isolation", "floor + `catch_unwind` + count"),
+    ("event_bus_trigger", "**event-bus `trigger`** (global registry)"),
+    ("event_bus_local_trigger", "event-bus `trigger` (local `Registry`)"),
+    ("typeid_any_map_bus", "`TypeId` → `Vec<Box<dyn Any>>` bus + downcast"),
+]
+table(
+    "trigger: one synchronous dispatch (ratio to the floor)",
+    ["contender"] + [f"{n} listener(s)" for n in COUNTS],
+    [
+        [label] + [cell(ns("trigger", bench, n), ns("trigger", "floor_vec_box_dyn_fn", n)) for n in COUNTS]
+        for bench, label in TRIGGER
+    ],
+)
+
+SPAWN = [
+    ("tokio_spawn_per_listener", "one `tokio::spawn` per listener, by hand"),
+    ("event_bus_spawn", "**event-bus `spawn`** (awaited `Dispatch`)"),
+    ("tokio_broadcast_receivers", "`tokio::sync::broadcast` to N receiver tasks"),
+]
+table(
+    "spawn: every listener in its own task, until all finished (ratio to hand-written `tokio::spawn`)",
+    ["contender"] + [f"{n} listener(s)" for n in COUNTS],
+    [
+        [label] + [cell(ns("spawn", bench, n), ns("spawn", "tokio_spawn_per_listener", n)) for n in COUNTS]
+        for bench, label in SPAWN
+    ],
+)
+
+table(
+    "types: trigger with 4 listeners, 1 vs 1,000 other event types registered (ratio to 1 type)",
+    ["contender", "1 type", "1,000 types"],
+    [
+        [label, cell(ns("types", bench, "1_type"), ns("types", bench, "1_type")),
+         cell(ns("types", bench, "1000_types"), ns("types", bench, "1_type"))]
+        for bench, label in [
+            ("event_bus_trigger", "**event-bus `trigger`**"),
+            ("typeid_any_map_bus", "`TypeId`/`Any` map bus"),
+        ]
+    ],
+)
+
+table(
+    "contended: 1 listener, per-call time on each of 2 threads triggering at once (ratio to 1 thread)",
+    ["contender", "1 thread", "2 threads"],
+    [
+        [label, cell(ns("contended", bench, "1_threads"), ns("contended", bench, "1_threads")),
+         cell(ns("contended", bench, "2_threads"), ns("contended", bench, "1_threads"))]
+        for bench, label in [
+            ("floor_vec_box_dyn_fn", "floor"),
+            ("event_bus_trigger", "**event-bus `trigger`** (global)"),
+            ("event_bus_local_trigger", "event-bus `trigger` (local)"),
+            ("typeid_any_map_bus", "`TypeId`/`Any` map bus (`RwLock`)"),
+        ]
+    ],
+)

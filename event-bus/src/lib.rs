@@ -164,6 +164,11 @@ pub mod prelude {
     };
 }
 
+/// The README's Rust snippets, compiled and run as doc tests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Items the macros' generated code names. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {

@@ -78,6 +78,8 @@ mod panic;
 mod registry;
 mod report;
 mod static_listeners;
+#[cfg(feature = "pipeline")]
+pub mod store;
 mod subscription;
 
 pub use dispatch::Dispatch;

@@ -1,0 +1,345 @@
+//! Where pipelines keep state: one small async [`Store`] trait with namespaced keys, an atomic
+//! insert-if-absent, compare-and-swap, atomic batches, ordered prefix scans and per-record expiry.
+//!
+//! Two implementations share one documented semantics and pass the same
+//! [`conformance`] suite: [`MemoryStore`] (a process-local map) and, with the `sqlite` feature,
+//! [`SqliteStore`](crate::store::SqliteStore) (an embedded SQLite file in WAL mode that survives
+//! restarts and `SIGKILL`).
+//!
+//! # Semantics (every implementation)
+//!
+//! - A record is addressed by a namespace and a key (both UTF-8). Namespaces never see each other.
+//! - A record may have a time to live; once it has passed, the record is **absent** for every
+//!   operation (it may still occupy space until [`Store::purge_expired`] removes it).
+//! - Every single operation is atomic and linearizable: of two concurrent
+//!   [`insert_if_absent`](Store::insert_if_absent) calls on the same absent key, exactly one wins.
+//! - [`scan`](Store::scan) returns the live records whose key starts with a prefix, in key order
+//!   (byte order of the UTF-8 keys).
+//! - [`apply`](Store::apply) writes a [`Batch`] all-or-nothing.
+
+pub mod conformance;
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, Synchronous};
+
+use crate::report::BoxError;
+
+/// The future every [`Store`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A failure of the store itself (not "not found", which is `Ok(None)` / `Ok(false)`).
+///
+/// ```
+/// use event_bus::store::StoreError;
+///
+/// let error = StoreError::backend(std::io::Error::other("disk full"));
+/// assert_eq!(error.to_string(), "store backend failed: disk full");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend (for instance SQLite or the file system) reported an error.
+    #[error("store backend failed: {0}")]
+    Backend(#[source] BoxError),
+    /// The store was closed, or its worker stopped.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    ///
+    /// ```
+    /// use event_bus::store::StoreError;
+    ///
+    /// assert!(matches!(StoreError::backend("boom"), StoreError::Backend(_)));
+    /// ```
+    pub fn backend(error: impl Into<BoxError>) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+/// One write of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Write `value`, replacing any record, with an optional time to live.
+    Put {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+        /// Time to live from the moment the batch is applied.
+        ttl: Option<Duration>,
+    },
+    /// Remove the record, if any.
+    Delete {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+}
+
+/// Writes applied all-or-nothing by [`Store::apply`], in order.
+///
+/// ```
+/// use event_bus::store::{Batch, MemoryStore, Store};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::store::StoreError> {
+/// let store = MemoryStore::new();
+/// store.put("orders", "7", b"pending".to_vec(), None).await?;
+/// let batch = Batch::new()
+///     .put("orders", "7", b"paid".to_vec(), None)
+///     .delete("carts", "7");
+/// store.apply(batch).await?;
+/// assert_eq!(store.get("orders", "7").await?, Some(b"paid".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    ///
+    /// ```
+    /// assert!(event_bus::store::Batch::new().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a put.
+    ///
+    /// ```
+    /// let batch = event_bus::store::Batch::new().put("ns", "k", vec![1], None);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn put(
+        mut self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Self {
+        self.ops.push(Op::Put {
+            namespace: namespace.into(),
+            key: key.into(),
+            value,
+            ttl,
+        });
+        self
+    }
+
+    /// Adds a delete.
+    ///
+    /// ```
+    /// let batch = event_bus::store::Batch::new().delete("ns", "k");
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn delete(mut self, namespace: impl Into<String>, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete {
+            namespace: namespace.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Appends every write of `other`.
+    ///
+    /// ```
+    /// use event_bus::store::Batch;
+    ///
+    /// let both = Batch::new().delete("a", "1").extend(Batch::new().delete("b", "2"));
+    /// assert_eq!(both.len(), 2);
+    /// ```
+    pub fn extend(mut self, other: Batch) -> Self {
+        self.ops.extend(other.ops);
+        self
+    }
+
+    /// The number of writes.
+    ///
+    /// ```
+    /// assert_eq!(event_bus::store::Batch::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// `true` when there is nothing to write.
+    ///
+    /// ```
+    /// assert!(event_bus::store::Batch::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The writes, in order.
+    ///
+    /// ```
+    /// use event_bus::store::{Batch, Op};
+    ///
+    /// let batch = Batch::new().delete("ns", "k");
+    /// assert!(matches!(&batch.ops()[0], Op::Delete { key, .. } if key == "k"));
+    /// ```
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// Consumes the batch, returning its writes.
+    ///
+    /// ```
+    /// assert!(event_bus::store::Batch::new().into_ops().is_empty());
+    /// ```
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+}
+
+/// Durable or in-memory key-value storage for pipelines. See the [module docs](self) for the
+/// semantics every implementation must have; [`conformance::run`] checks them.
+///
+/// The methods return boxed futures so that `Arc<dyn Store>` works.
+///
+/// ```
+/// use event_bus::store::{MemoryStore, Store};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::store::StoreError> {
+/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// assert!(store.insert_if_absent("locks", "order-7", b"me".to_vec(), None).await?);
+/// assert!(!store.insert_if_absent("locks", "order-7", b"you".to_vec(), None).await?);
+/// assert_eq!(store.get("locks", "order-7").await?, Some(b"me".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
+pub trait Store: Send + Sync + 'static {
+    /// Writes `value` unless a live record exists; `true` if this call wrote it.
+    fn insert_if_absent<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Writes `value`, replacing any record.
+    fn put<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The live record's value, if any.
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
+
+    /// Removes the record; `true` if a live record was removed.
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Replaces the value with `new` (and its time to live with `ttl`) only if the live record's
+    /// value is `expected`; `true` if it did.
+    fn compare_and_swap<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        expected: Vec<u8>,
+        new: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, bool>;
+
+    /// The live records whose key starts with `prefix` (all of them for `""`), in key order.
+    fn scan<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>>;
+
+    /// The number of live records in `namespace`.
+    fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize>;
+
+    /// Applies every write of `batch` atomically, in order.
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, ()>;
+
+    /// Physically removes expired records; returns how many.
+    fn purge_expired(&self) -> StoreFuture<'_, usize>;
+}
+
+/// Milliseconds since the Unix epoch (the stores' clock for expiry).
+pub(crate) fn now_millis() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The expiry instant of a record written now with `ttl`.
+pub(crate) fn expiry(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|ttl| {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        now_millis().saturating_add(ttl)
+    })
+}
+
+/// The smallest string greater than every string that starts with `prefix`, or `None` if there is
+/// none (empty prefix, or only `char::MAX`s): the exclusive upper bound of a prefix range scan.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            char::MAX => None,
+            other => char::from_u32(u32::from(other) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bounds_cover_exactly_the_prefix() {
+        assert_eq!(prefix_upper_bound("order-7/").as_deref(), Some("order-70"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        for key in ["order-7/", "order-7/a", "order-7/\u{10FFFF}"] {
+            assert!(key.starts_with("order-7/") && key < "order-70");
+        }
+    }
+
+    #[test]
+    fn expiry_is_in_the_future() {
+        let now = now_millis();
+        assert!(expiry(Some(Duration::from_secs(1))).is_some_and(|at| at >= now + 1000));
+        assert_eq!(expiry(None), None);
+    }
+}

@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use crate::listener::AsyncFn;
-use crate::panic::{Guarded, Outcome, panic_message};
+use crate::panic::{Outcome, guarded, panic_message};
 use crate::report::FailureCause;
 
 /// Calls an async listener and runs its future, catching a panic in either step.
@@ -27,7 +27,7 @@ pub(crate) fn run_async<E>(
     let started = catch_unwind(AssertUnwindSafe(|| listener(event)));
     async move {
         match started {
-            Ok(future) => Guarded::new(future).await,
+            Ok(future) => guarded(future).await,
             Err(payload) => Err(FailureCause::Panic(panic_message(payload))),
         }
     }

@@ -75,6 +75,8 @@ mod dispatch;
 mod event;
 mod listener;
 mod panic;
+#[cfg(feature = "pipeline")]
+pub mod pipeline;
 mod registry;
 mod report;
 mod static_listeners;

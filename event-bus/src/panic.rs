@@ -33,33 +33,40 @@ pub(crate) fn run_guarded(f: impl FnOnce() -> Result<(), crate::BoxError>) -> Ou
     }
 }
 
-/// A future that completes with [`Outcome`], catching a panic raised while polling the inner future.
-///
-/// The inner future is `Unpin` (listener futures arrive boxed), so no pinning projection is needed.
-pub(crate) struct Guarded<F> {
+/// A future that resolves to the inner future's output, or to the panic message if polling it
+/// panicked. The inner future is `Unpin` (it arrives boxed), so no pinning projection is needed.
+pub(crate) struct CatchPanic<F> {
     inner: F,
 }
 
-impl<F> Guarded<F> {
+impl<F> CatchPanic<F> {
     pub(crate) fn new(inner: F) -> Self {
-        Guarded { inner }
+        CatchPanic { inner }
     }
 }
 
-impl<F> Future for Guarded<F>
-where
-    F: Future<Output = Result<(), crate::BoxError>> + Unpin,
-{
-    type Output = Outcome;
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = Pin::new(&mut self.inner);
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
-            Ok(Poll::Ready(Err(error))) => Poll::Ready(Err(FailureCause::Error(error))),
-            Err(payload) => Poll::Ready(Err(FailureCause::Panic(panic_message(payload)))),
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
         }
+    }
+}
+
+/// A listener future whose result and panic both become an [`Outcome`].
+pub(crate) async fn guarded<F>(future: F) -> Outcome
+where
+    F: Future<Output = Result<(), crate::BoxError>> + Unpin,
+{
+    match CatchPanic::new(future).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(FailureCause::Error(error)),
+        Err(message) => Err(FailureCause::Panic(message)),
     }
 }
 
@@ -97,7 +104,7 @@ mod tests {
 
     #[tokio::test]
     async fn guarded_future_catches_panic_after_await() {
-        let outcome = Guarded::new(Box::pin(async {
+        let outcome = guarded(Box::pin(async {
             tokio::task::yield_now().await;
             panic!("late");
         }))

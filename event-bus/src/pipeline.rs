@@ -1,0 +1,46 @@
+//! Message pipelines (feature `pipeline`): ordered chains of handlers over a [`Message`], with
+//! adapters for the jobs event-driven services keep re-writing.
+//!
+//! | adapter | does |
+//! | --- | --- |
+//! | [`Transform`] | map messages; erase the content of given sources; rename sources |
+//! | [`Filter`] | let only matching messages through |
+//! | [`Timeout`] | cancel the rest of the chain at a deadline |
+//!
+//! A [`Handler`] gets the message and [`Next`]; calling `next.run(message)` continues, returning
+//! stops. A [`Pipeline`] is itself a handler, so pipelines nest. Panics in any handler are caught
+//! and become [`PipelineError::Panic`].
+//!
+//! ```
+//! use event_bus::pipeline::{Filter, Message, Next, Pipeline, Transform, from_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+//! let pipeline = Pipeline::builder()
+//!     .then(Filter::new(|m: &Message| !m.key().is_empty()))
+//!     .then(Transform::erase_content_from(["order.requested"]))
+//!     .then(from_fn(|message: Message, next: Next| async move {
+//!         println!("{} for {}", message.source(), message.key());
+//!         next.run(message).await
+//!     }))
+//!     .build();
+//! pipeline.process(Message::new("order.requested", "order-1", vec![0; 1024])).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod chain;
+mod error;
+mod filter;
+mod handler;
+mod message;
+mod timeout;
+mod transform;
+
+pub use chain::{Pipeline, PipelineBuilder};
+pub use error::PipelineError;
+pub use filter::Filter;
+pub use handler::{FnHandler, Handler, HandlerFuture, Next, from_fn};
+pub use message::Message;
+pub use timeout::Timeout;
+pub use transform::Transform;

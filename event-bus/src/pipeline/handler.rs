@@ -1,0 +1,184 @@
+//! [`Handler`]: one step of a pipeline, and [`Next`]: the rest of it.
+
+use std::fmt;
+use std::future::{Future, ready};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::error::PipelineError;
+use super::message::Message;
+use crate::panic::{CatchPanic, panic_message};
+
+/// The future a [`Handler`] returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send + 'static>>;
+
+/// One step of a pipeline. It receives the message and [`Next`], the rest of the chain: call
+/// `next.run(message)` to continue (possibly with a changed message, possibly several times, as
+/// a retry does), or return without calling it to stop the message here.
+///
+/// The returned future is `'static`: keep the handler's state in an `Arc` and clone it in.
+/// A panic in a handler is caught and becomes [`PipelineError::Panic`].
+///
+/// ```
+/// use event_bus::pipeline::{Handler, HandlerFuture, Message, Next, Pipeline};
+///
+/// /// Drops messages without a key.
+/// struct RequireKey;
+///
+/// impl Handler for RequireKey {
+///     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
+///         Box::pin(async move {
+///             if message.key().is_empty() {
+///                 return Ok(()); // stop here
+///             }
+///             next.run(message).await
+///         })
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// let pipeline = Pipeline::builder().then(RequireKey).build();
+/// pipeline.process(Message::new("s", "", Vec::new())).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `message`, continuing with `next` or not.
+    fn handle(&self, message: Message, next: Next) -> HandlerFuture;
+}
+
+impl<H: Handler + ?Sized> Handler for Arc<H> {
+    fn handle(&self, message: Message, next: Next) -> HandlerFuture {
+        (**self).handle(message, next)
+    }
+}
+
+/// The rest of a pipeline after the current handler. Cheap to clone (a retry calls it again).
+///
+/// ```
+/// use event_bus::pipeline::{Message, Next};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// // The end of a chain accepts anything.
+/// Next::end().run(Message::new("s", "k", Vec::new())).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Next {
+    chain: Arc<[Arc<dyn Handler>]>,
+    position: usize,
+    /// What follows this chain when it is nested in an outer pipeline.
+    then: Option<Arc<Next>>,
+}
+
+impl fmt::Debug for Next {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Next")
+            .field("remaining", &self.chain.len().saturating_sub(self.position))
+            .field("nested", &self.then.is_some())
+            .finish()
+    }
+}
+
+impl Next {
+    pub(crate) fn start(chain: Arc<[Arc<dyn Handler>]>, then: Option<Arc<Next>>) -> Self {
+        Next {
+            chain,
+            position: 0,
+            then,
+        }
+    }
+
+    /// A `Next` with nothing after it: running it succeeds at once.
+    ///
+    /// ```
+    /// let next = event_bus::pipeline::Next::end();
+    /// # let _ = next;
+    /// ```
+    pub fn end() -> Self {
+        Next::start(Arc::from(Vec::new()), None)
+    }
+
+    /// Runs the rest of the chain on `message`.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Message, Next, Pipeline, from_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .then(from_fn(|message: Message, next: Next| next.run(message.with_key("rewritten"))))
+    ///     .build();
+    /// pipeline.process(Message::new("s", "k", Vec::new())).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run(self, message: Message) -> HandlerFuture {
+        let Some(handler) = self.chain.get(self.position) else {
+            return match self.then {
+                Some(then) => Next::clone(&then).run(message),
+                None => Box::pin(ready(Ok(()))),
+            };
+        };
+        let rest = Next {
+            chain: Arc::clone(&self.chain),
+            position: self.position + 1,
+            then: self.then.clone(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
+            Ok(future) => Box::pin(async move {
+                match CatchPanic::new(future).await {
+                    Ok(result) => result,
+                    Err(panic) => Err(PipelineError::Panic(panic)),
+                }
+            }),
+            Err(payload) => Box::pin(ready(Err(PipelineError::Panic(panic_message(payload))))),
+        }
+    }
+}
+
+/// A [`Handler`] from a closure `Fn(Message, Next) -> impl Future<Output = Result<(), PipelineError>>`;
+/// from [`from_fn`].
+pub struct FnHandler<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for FnHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnHandler").finish_non_exhaustive()
+    }
+}
+
+/// Makes a [`Handler`] from a closure taking the message and [`Next`].
+///
+/// ```
+/// use event_bus::pipeline::{Message, Next, Pipeline, from_fn};
+///
+/// let log = from_fn(|message: Message, next: Next| async move {
+///     println!("{} from {}", message.id(), message.source());
+///     next.run(message).await
+/// });
+/// let pipeline = Pipeline::builder().then(log).build();
+/// # drop(pipeline);
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FnHandler<F>
+where
+    F: Fn(Message, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
+{
+    FnHandler { f }
+}
+
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Message, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
+{
+    fn handle(&self, message: Message, next: Next) -> HandlerFuture {
+        Box::pin((self.f)(message, next))
+    }
+}

@@ -6,6 +6,10 @@
 //! | [`Transform`] | map messages; erase the content of given sources; rename sources |
 //! | [`Filter`] | let only matching messages through |
 //! | [`Timeout`] | cancel the rest of the chain at a deadline |
+//! | [`Join`] | wait for all (any, none) of several sources per key, emit one combined message |
+//! | [`Idempotency`] | let each key through once; commit after success, release on failure |
+//! | [`Retry`] | exponential backoff with jitter, for retryable errors |
+//! | [`DeadLetters`] | park what finally failed; list, count, replay, delete |
 //!
 //! A [`Handler`] gets the message and [`Next`]; calling `next.run(message)` continues, returning
 //! stops. A [`Pipeline`] is itself a handler, so pipelines nest. Panics in any handler are caught
@@ -30,17 +34,27 @@
 //! ```
 
 mod chain;
+mod dead_letter;
+mod effects;
 mod error;
 mod filter;
 mod handler;
+mod idempotency;
+mod join;
 mod message;
+mod retry;
 mod timeout;
 mod transform;
 
 pub use chain::{Pipeline, PipelineBuilder};
+pub use dead_letter::{DeadLetter, DeadLetters, Replayed};
+pub use effects::stage;
 pub use error::PipelineError;
 pub use filter::Filter;
 pub use handler::{FnHandler, Handler, HandlerFuture, Next, from_fn};
+pub use idempotency::{Conflict, Idempotency};
+pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join};
 pub use message::Message;
+pub use retry::{Jitter, Retry};
 pub use timeout::Timeout;
 pub use transform::Transform;

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod stores;
+
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -143,7 +144,15 @@ impl DeadLetters {
         message: Message,
         error: &PipelineError,
     ) -> Result<String, PipelineError> {
-        let id = format!("{:020}-{}", now_millis(), uuid::Uuid::new_v4());
+        // Time, then a per-process sequence (several may park within one millisecond), then a
+        // UUID (unique across processes): ids sort in the order letters were parked.
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "{:020}-{sequence:012}-{}",
+            now_millis(),
+            uuid::Uuid::new_v4()
+        );
         let letter = DeadLetter {
             id: id.clone(),
             message,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use event_bus::pipeline::{
     Conflict, Idempotency, Message, Next, Pipeline, PipelineError, from_fn, stage,
 };
-use event_bus::store::{Batch, Store};
+use event_bus::store::Batch;
 use event_bus_tests::stores;
 
 fn counted(idempotency: Idempotency, runs: &Arc<AtomicUsize>) -> Pipeline {

@@ -59,7 +59,7 @@ async fn a_thousand_keys_times_three_parts_from_eight_tasks_join_exactly_once_ea
         for task in tasks {
             task.await.expect("task");
         }
-        let joins = joins.lock().unwrap();
+        let joins = joins.lock().unwrap().clone();
         assert_eq!(joins.len(), 1000, "{}: every key joined", test_store.name);
         assert!(
             joins.values().all(|n| *n == 1),

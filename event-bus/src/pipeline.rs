@@ -10,6 +10,10 @@
 //! | [`Idempotency`] | let each key through once; commit after success, release on failure |
 //! | [`Retry`] | exponential backoff with jitter, for retryable errors |
 //! | [`DeadLetters`] | park what finally failed; list, count, replay, delete |
+//! | [`Durable`] | persist before processing, remove after; [`recover`](Durable::recover) after a crash |
+//!
+//! Typed edges: [`Pipeline::listen`] feeds `#[event]` types in (as JSON messages with the event's
+//! name as source and its key as key); [`handle_json`] decodes messages into your type.
 //!
 //! A [`Handler`] gets the message and [`Next`]; calling `next.run(message)` continues, returning
 //! stops. A [`Pipeline`] is itself a handler, so pipelines nest. Panics in any handler are caught
@@ -35,6 +39,7 @@
 
 mod chain;
 mod dead_letter;
+mod durable;
 mod effects;
 mod error;
 mod filter;
@@ -45,9 +50,11 @@ mod message;
 mod retry;
 mod timeout;
 mod transform;
+mod typed;
 
 pub use chain::{Pipeline, PipelineBuilder};
 pub use dead_letter::{DeadLetter, DeadLetters, Replayed};
+pub use durable::{Durable, Recovered};
 pub use effects::stage;
 pub use error::PipelineError;
 pub use filter::Filter;
@@ -58,3 +65,4 @@ pub use message::Message;
 pub use retry::{Jitter, Retry};
 pub use timeout::Timeout;
 pub use transform::Transform;
+pub use typed::{JsonHandler, handle_json};

@@ -15,7 +15,9 @@ pub struct TestStore {
 
 impl std::fmt::Debug for TestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestStore").field("name", &self.name).finish()
+        f.debug_struct("TestStore")
+            .field("name", &self.name)
+            .finish()
     }
 }
 

@@ -78,6 +78,8 @@ struct Inner {
     expire_after: Option<Duration>,
     remember_joined: Option<Duration>,
     dead_letters: Option<DeadLetters>,
+    /// This value's claim marker: `claimed:<uuid of this run>`.
+    claim: Vec<u8>,
 }
 
 impl fmt::Debug for Join {
@@ -131,6 +133,8 @@ impl Join {
     /// # drop(join);
     /// ```
     pub fn with_store(condition: Condition, store: Arc<dyn Store>) -> Self {
+        let mut claim = CLAIMED.to_vec();
+        claim.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
         let mut join = Join {
             inner: Arc::new(Inner {
                 condition,
@@ -141,6 +145,7 @@ impl Join {
                 expire_after: None,
                 remember_joined: None,
                 dead_letters: None,
+                claim,
             }),
         };
         join.set_namespace("join");
@@ -277,7 +282,7 @@ impl Join {
         let now = now_millis();
         let mut expired = Vec::new();
         for (key, parts) in by_key {
-            let joined = inner.store.get(&inner.joined, &key).await?.is_some();
+            let joined = inner.store.get(&inner.joined, &key).await?.as_deref() == Some(JOINED);
             let oldest = parts
                 .iter()
                 .map(|(_, part)| part.arrived_ms)
@@ -361,8 +366,41 @@ fn compose(parts: &[Part]) -> Result<Vec<u8>, PipelineError> {
         .map_err(|error| PipelineError::Corrupt(format!("joined content: {error}")))
 }
 
-const CLAIMED: &[u8] = b"claimed";
+const CLAIMED: &[u8] = b"claimed:";
 const JOINED: &[u8] = b"joined";
+
+impl Inner {
+    /// Whether a marker means "nothing more to do for this key here": joined, or being joined by
+    /// this run. A claim by a previous run (it crashed mid-join) does not count.
+    fn settles(&self, marker: &[u8]) -> bool {
+        marker == JOINED || marker == self.claim.as_slice()
+    }
+
+    /// Claims the key for this run: `true` if this call won it. A claim left by a previous run of
+    /// the program is taken over (compare-and-swap, so only one taker wins).
+    async fn claim(&self, key: &str) -> Result<bool, PipelineError> {
+        for _ in 0..3 {
+            if self
+                .store
+                .insert_if_absent(&self.joined, key, self.claim.clone(), None)
+                .await?
+            {
+                return Ok(true);
+            }
+            match self.store.get(&self.joined, key).await? {
+                None => continue,
+                Some(held) if held.starts_with(CLAIMED) && held != self.claim => {
+                    return Ok(self
+                        .store
+                        .compare_and_swap(&self.joined, key, held, self.claim.clone(), None)
+                        .await?);
+                }
+                Some(_) => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+}
 
 impl Handler for Join {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
@@ -370,8 +408,10 @@ impl Handler for Join {
         Box::pin(async move {
             let key = message.key().to_owned();
             let store = &inner.store;
-            if store.get(&inner.joined, &key).await?.is_some() {
-                return Ok(()); // already joined: a late or duplicate part
+            if let Some(marker) = store.get(&inner.joined, &key).await?
+                && inner.settles(&marker)
+            {
+                return Ok(()); // already joined (or joining): a late or duplicate part
             }
             let part = Part {
                 arrived_ms: now_millis(),
@@ -402,10 +442,7 @@ impl Handler for Join {
                 return Ok(()); // wait for more parts
             }
             // Exactly one of the parts that see a complete set wins the claim.
-            if !store
-                .insert_if_absent(&inner.joined, &key, CLAIMED.to_vec(), None)
-                .await?
-            {
+            if !inner.claim(&key).await? {
                 return Ok(());
             }
             let joined = Message::new(inner.output_source.clone(), key.clone(), compose(&parts)?)

@@ -54,7 +54,7 @@ mod typed;
 
 pub use chain::{Pipeline, PipelineBuilder};
 pub use dead_letter::{DeadLetter, DeadLetters, Replayed};
-pub use durable::{Durable, Recovered};
+pub use durable::{Accepted, Durable, Recovered};
 pub use effects::stage;
 pub use error::PipelineError;
 pub use filter::Filter;

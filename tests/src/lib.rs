@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod orders;
 pub mod stores;
 
 use std::sync::mpsc;

@@ -15,6 +15,59 @@ use crate::registry::Registry;
 use crate::store::Store;
 use crate::subscription::Subscription;
 
+/// A message persisted by [`Durable::accept`], waiting to be processed. Dropping it without calling
+/// [`process`](Accepted::process) leaves the message in the inbox for [`Durable::recover`].
+#[derive(Debug)]
+#[must_use = "an accepted message is processed by `process()` (or later by `recover()`)"]
+pub struct Accepted {
+    durable: Durable,
+    message: Message,
+}
+
+impl Accepted {
+    /// The accepted message.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Message, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// let accepted = durable.accept(Message::new("s", "k", Vec::new())).await?;
+    /// assert_eq!(accepted.message().key(), "k");
+    /// # accepted.process().await
+    /// # }
+    /// ```
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Processes the message and removes it from the inbox if that succeeded; on failure it stays
+    /// there and the error is returned.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Message, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// durable.accept(Message::new("s", "k", Vec::new())).await?.process().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn process(self) -> Result<(), PipelineError> {
+        let Accepted { durable, message } = self;
+        let id = message.id().to_owned();
+        durable.handler.handle(message, Next::end()).await?;
+        durable.store.delete(&durable.namespace, &id).await?;
+        Ok(())
+    }
+}
+
 /// What [`Durable::recover`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -115,7 +168,10 @@ impl Durable {
         self
     }
 
-    /// Persists `message`, processes it, and removes it if processing succeeded.
+    /// Persists `message`, processes it, and removes it if processing succeeded: [`accept`]
+    /// followed by [`Accepted::process`].
+    ///
+    /// [`accept`]: Durable::accept
     ///
     /// ```
     /// use event_bus::pipeline::{Durable, Message, Next, Pipeline, PipelineError, from_fn};
@@ -134,13 +190,37 @@ impl Durable {
     /// # }
     /// ```
     pub async fn submit(&self, message: Message) -> Result<(), PipelineError> {
-        let id = message.id().to_owned();
+        self.accept(message).await?.process().await
+    }
+
+    /// Persists `message` and returns once it is durable, **before** processing it: the point at
+    /// which an upstream (a broker, an HTTP client) can be acknowledged. Then call
+    /// [`Accepted::process`]; if the program dies first, [`recover`](Durable::recover) processes it.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Message, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// let accepted = durable.accept(Message::new("s", "k", Vec::new())).await?;
+    /// assert_eq!(durable.pending().await?, 1);
+    /// // ... acknowledge upstream here ...
+    /// accepted.process().await?;
+    /// assert_eq!(durable.pending().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn accept(&self, message: Message) -> Result<Accepted, PipelineError> {
         self.store
-            .put(&self.namespace, &id, message.encode()?, None)
+            .put(&self.namespace, message.id(), message.encode()?, None)
             .await?;
-        self.handler.handle(message, Next::end()).await?;
-        self.store.delete(&self.namespace, &id).await?;
-        Ok(())
+        Ok(Accepted {
+            durable: self.clone(),
+            message,
+        })
     }
 
     /// Processes every message left in the inbox (oldest first), removing those handled.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::effects;
@@ -88,6 +89,25 @@ struct Inner {
     ttl: Option<Duration>,
     /// This value's in-flight marker: `pending:<uuid of this run>`.
     pending: Vec<u8>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    processed: AtomicU64,
+    duplicates: AtomicU64,
+    released: AtomicU64,
+}
+
+/// What an [`Idempotency`] handler has seen since it was created; from [`Idempotency::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdempotencyStats {
+    /// Messages whose chain succeeded and whose key is now recorded.
+    pub processed: u64,
+    /// Messages stopped as duplicates (handled by the conflict strategy).
+    pub duplicates: u64,
+    /// Messages whose chain failed, releasing their key.
+    pub released: u64,
 }
 
 impl fmt::Debug for Idempotency {
@@ -140,6 +160,7 @@ impl Idempotency {
                 conflict: Conflict::Skip,
                 ttl: None,
                 pending,
+                counters: Arc::default(),
             }),
         }
     }
@@ -212,6 +233,33 @@ impl Idempotency {
         self.on_conflict(Conflict::With(Arc::new(f)))
     }
 
+    /// Counts of processed messages, duplicates and released keys since this value was created.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Handler, Idempotency, Message, Next};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new()));
+    /// for _ in 0..3 {
+    ///     idempotency.handle(Message::new("s", "k", Vec::new()), Next::end()).await?;
+    /// }
+    /// assert_eq!(idempotency.stats().processed, 1);
+    /// assert_eq!(idempotency.stats().duplicates, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> IdempotencyStats {
+        let counters = &self.inner.counters;
+        IdempotencyStats {
+            processed: counters.processed.load(Ordering::Relaxed),
+            duplicates: counters.duplicates.load(Ordering::Relaxed),
+            released: counters.released.load(Ordering::Relaxed),
+        }
+    }
+
     /// Forgets processed keys after `ttl` (default: never), bounding the store's size.
     ///
     /// ```
@@ -276,6 +324,7 @@ impl Handler for Idempotency {
         Box::pin(async move {
             let key = inner.key_of(&message);
             if !inner.acquire(&key).await? {
+                inner.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return inner.conflict(&message, key);
             }
             let (result, staged) = effects::collect(next.run(message)).await;
@@ -285,10 +334,12 @@ impl Handler for Idempotency {
                         .put(inner.namespace.clone(), key, DONE.to_vec(), inner.ttl)
                         .extend(staged);
                     inner.store.apply(commit).await?;
+                    inner.counters.processed.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
                 Err(error) => {
                     inner.store.delete(&inner.namespace, &key).await?;
+                    inner.counters.released.fetch_add(1, Ordering::Relaxed);
                     Err(error)
                 }
             }

@@ -5,6 +5,7 @@ mod condition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,28 @@ struct Inner {
     dead_letters: Option<DeadLetters>,
     /// This value's claim marker: `claimed:<uuid of this run>`.
     claim: Vec<u8>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    parts: AtomicU64,
+    duplicates: AtomicU64,
+    late: AtomicU64,
+    joined: AtomicU64,
+}
+
+/// What a [`Join`] has seen since it was created; from [`Join::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinStats {
+    /// Parts stored (first arrival of a source for a key).
+    pub parts: u64,
+    /// Parts that arrived again while their key was still waiting (the first one is kept).
+    pub duplicates: u64,
+    /// Parts that arrived after their key had joined (dropped).
+    pub late: u64,
+    /// Joined messages that went on and succeeded.
+    pub joined: u64,
 }
 
 impl fmt::Debug for Join {
@@ -146,6 +169,7 @@ impl Join {
                 remember_joined: None,
                 dead_letters: None,
                 claim,
+                counters: Arc::default(),
             }),
         };
         join.set_namespace("join");
@@ -244,6 +268,34 @@ impl Join {
     pub fn dead_letter_expired(mut self, dead_letters: DeadLetters) -> Self {
         self.inner_mut().dead_letters = Some(dead_letters);
         self
+    }
+
+    /// Counts of parts, duplicates, late parts and joins since this join was created.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Condition, Handler, Join, Message, Next};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let join = Join::new(Condition::all_of(["a", "b"]), Arc::new(MemoryStore::new()));
+    /// for source in ["a", "a", "b", "b"] {
+    ///     join.handle(Message::new(source, "k", Vec::new()), Next::end()).await?;
+    /// }
+    /// let stats = join.stats();
+    /// assert_eq!((stats.parts, stats.duplicates, stats.joined, stats.late), (2, 1, 1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> JoinStats {
+        let counters = &self.inner.counters;
+        JoinStats {
+            parts: counters.parts.load(Ordering::Relaxed),
+            duplicates: counters.duplicates.load(Ordering::Relaxed),
+            late: counters.late.load(Ordering::Relaxed),
+            joined: counters.joined.load(Ordering::Relaxed),
+        }
     }
 
     /// Removes and returns the joins that stayed incomplete longer than
@@ -411,7 +463,9 @@ impl Handler for Join {
             if let Some(marker) = store.get(&inner.joined, &key).await?
                 && inner.settles(&marker)
             {
-                return Ok(()); // already joined (or joining): a late or duplicate part
+                // Already joined (or being joined by this run): a late or duplicate part.
+                inner.counters.late.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
             let part = Part {
                 arrived_ms: now_millis(),
@@ -419,14 +473,22 @@ impl Handler for Join {
             };
             let encoded = postcard::to_stdvec(&part)
                 .map_err(|error| PipelineError::Corrupt(format!("join part: {error}")))?;
-            store
-                .put(
+            // The first part of a source wins; a duplicate still checks the join below, so that
+            // redelivering a part retries a join whose earlier attempt failed.
+            let counter = if store
+                .insert_if_absent(
                     &inner.parts,
                     &part_key(&key, part.message.source()),
                     encoded,
                     None,
                 )
-                .await?;
+                .await?
+            {
+                &inner.counters.parts
+            } else {
+                &inner.counters.duplicates
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
 
             // Every part is written before the scan, so the last part's scan sees them all.
             let stored = store.scan(&inner.parts, &part_prefix(&key)).await?;
@@ -462,6 +524,7 @@ impl Handler for Join {
                         batch = batch.delete(inner.parts.clone(), record_key);
                     }
                     store.apply(batch).await?;
+                    inner.counters.joined.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
                 Err(error) => {

@@ -92,3 +92,35 @@ table(
         ]
     ],
 )
+
+HOP = [
+    ("direct_boxed_future_call", "a direct call through a boxed future"),
+    ("pipeline_one_handler", "**a pipeline with one handler**"),
+    ("pipeline_two_handlers", "a pipeline with two handlers (one pass-through hop more)"),
+]
+base = ns("hop", "direct_boxed_future_call", "")
+table(
+    "hop: one message through an empty step (ratio to a direct boxed-future call)",
+    ["contender", "time per message"],
+    [[label, cell(ns("hop", bench, ""), base)] for bench, label in HOP],
+)
+
+
+def per_second(store):
+    path = ROOT / "orders_pipeline" / store
+    runs = sorted(path.glob("*_messages")) if path.exists() else []
+    if not runs:
+        return "n/a"
+    messages = int(runs[0].name.split("_")[0])
+    mean = json.loads((runs[0] / "new" / "estimates.json").read_text())["mean"]["point_estimate"]
+    return f"{messages / (mean / 1e9):,.0f} messages/s ({mean / 1e6 / messages * 1e3:.1f} µs per message)"
+
+
+table(
+    "orders pipeline: erase -> join -> idempotency -> handler, 32 messages in flight",
+    ["store", "throughput"],
+    [
+        ["`MemoryStore`", per_second("memory_store")],
+        ["`SqliteStore` (WAL, group commit)", per_second("sqlite_store")],
+    ],
+)

@@ -169,7 +169,7 @@ pub mod prelude {
 }
 
 /// The README's Rust snippets, compiled and run as doc tests so that they cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 

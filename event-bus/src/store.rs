@@ -3,7 +3,7 @@
 //!
 //! Two implementations share one documented semantics and pass the same
 //! [`conformance`] suite: [`MemoryStore`] (a process-local map) and, with the `sqlite` feature,
-//! [`SqliteStore`](crate::store::SqliteStore) (an embedded SQLite file in WAL mode that survives
+//! [`SqliteStore`] (an embedded SQLite file in WAL mode that survives
 //! restarts and `SIGKILL`).
 //!
 //! # Semantics (every implementation)
@@ -33,6 +33,13 @@ pub use sqlite::{SqliteStore, Synchronous};
 use crate::report::BoxError;
 
 /// The future every [`Store`] method returns.
+///
+/// ```
+/// use event_bus::store::StoreFuture;
+///
+/// let ready: StoreFuture<'static, bool> = Box::pin(async { Ok(true) });
+/// # drop(ready);
+/// ```
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A failure of the store itself (not "not found", which is `Ok(None)` / `Ok(false)`).
@@ -68,6 +75,13 @@ impl StoreError {
 }
 
 /// One write of a [`Batch`].
+///
+/// ```
+/// use event_bus::store::{Batch, Op};
+///
+/// let batch = Batch::new().put("ns", "k", vec![1], None);
+/// assert!(matches!(&batch.ops()[0], Op::Put { value, .. } if value == &[1]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op {

@@ -103,6 +103,14 @@ impl Handler for Pipeline {
 }
 
 /// Builds a [`Pipeline`]: `Pipeline::builder().then(a).then(b).build()`.
+///
+/// ```
+/// use event_bus::pipeline::{Filter, Pipeline, PipelineBuilder};
+///
+/// let builder: PipelineBuilder = Pipeline::builder().then(Filter::new(|_| true));
+/// let pipeline: Pipeline = builder.into();
+/// assert_eq!(pipeline.len(), 1);
+/// ```
 pub struct PipelineBuilder {
     handlers: Vec<Arc<dyn Handler>>,
 }

@@ -13,6 +13,21 @@ use super::message::Message;
 use crate::store::{Store, now_millis};
 
 /// A message that failed for good, with why, when and after how many attempts.
+///
+/// ```
+/// use event_bus::pipeline::{DeadLetters, Message, PipelineError};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), PipelineError> {
+/// let dead_letters = DeadLetters::new(Arc::new(MemoryStore::new()));
+/// dead_letters.record(Message::new("s", "k", Vec::new()), &PipelineError::permanent("no")).await?;
+/// let letter = &dead_letters.list().await?[0];
+/// assert_eq!((letter.message.key(), letter.error.as_str(), letter.attempts), ("k", "no", 1));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// This dead letter's id (sorts chronologically).
@@ -28,6 +43,11 @@ pub struct DeadLetter {
 }
 
 /// What [`DeadLetters::replay_all`] did.
+///
+/// ```
+/// let nothing = event_bus::pipeline::Replayed::default();
+/// assert_eq!((nothing.succeeded, nothing.failed), (0, 0));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replayed {
     /// Dead letters run through the handler without error.

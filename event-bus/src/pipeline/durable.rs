@@ -17,6 +17,20 @@ use crate::subscription::Subscription;
 
 /// A message persisted by [`Durable::accept`], waiting to be processed. Dropping it without calling
 /// [`process`](Accepted::process) leaves the message in the inbox for [`Durable::recover`].
+///
+/// ```
+/// use event_bus::pipeline::{Durable, Message, Pipeline};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+/// drop(durable.accept(Message::new("s", "k", Vec::new())).await?); // "crash" before processing
+/// assert_eq!(durable.recover().await?.handled, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "an accepted message is processed by `process()` (or later by `recover()`)"]
 pub struct Accepted {
@@ -69,6 +83,11 @@ impl Accepted {
 }
 
 /// What [`Durable::recover`] did.
+///
+/// ```
+/// let nothing = event_bus::pipeline::Recovered::default();
+/// assert_eq!((nothing.handled, nothing.failed), (0, 0));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
     /// Messages found in the inbox and handled.

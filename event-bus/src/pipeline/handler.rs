@@ -11,6 +11,13 @@ use super::message::Message;
 use crate::panic::{CatchPanic, panic_message};
 
 /// The future a [`Handler`] returns.
+///
+/// ```
+/// use event_bus::pipeline::HandlerFuture;
+///
+/// let done: HandlerFuture = Box::pin(async { Ok(()) });
+/// # drop(done);
+/// ```
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send + 'static>>;
 
 /// One step of a pipeline. It receives the message and [`Next`], the rest of the chain: call
@@ -143,6 +150,15 @@ impl Next {
 
 /// A [`Handler`] from a closure `Fn(Message, Next) -> impl Future<Output = Result<(), PipelineError>>`;
 /// from [`from_fn`].
+///
+/// ```
+/// use event_bus::pipeline::{FnHandler, Handler, Message, Next, from_fn};
+///
+/// fn pass_through() -> impl Handler {
+///     from_fn(|message: Message, next: Next| next.run(message))
+/// }
+/// # let _ = pass_through();
+/// ```
 pub struct FnHandler<F> {
     f: F,
 }

@@ -15,6 +15,18 @@ type KeyFn = dyn Fn(&Message) -> String + Send + Sync;
 type ConflictFn = dyn Fn(&Message) -> Result<(), PipelineError> + Send + Sync;
 
 /// What [`Idempotency`] does with a message whose key was already processed, or is being processed.
+///
+/// ```
+/// use event_bus::pipeline::{Conflict, Idempotency, PipelineError};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// let custom = Conflict::With(Arc::new(|message| {
+///     Err(PipelineError::permanent(format!("{} seen twice", message.key())))
+/// }));
+/// let idempotency = Idempotency::new(Arc::new(MemoryStore::new())).on_conflict(custom);
+/// # drop(idempotency);
+/// ```
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum Conflict {
@@ -100,6 +112,15 @@ struct Counters {
 }
 
 /// What an [`Idempotency`] handler has seen since it was created; from [`Idempotency::stats`].
+///
+/// ```
+/// use event_bus::pipeline::Idempotency;
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// let stats = Idempotency::new(Arc::new(MemoryStore::new())).stats();
+/// assert_eq!((stats.processed, stats.duplicates, stats.released), (0, 0, 0));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IdempotencyStats {
     /// Messages whose chain succeeded and whose key is now recorded.

@@ -19,6 +19,10 @@ use super::message::Message;
 use crate::store::{Batch, Store, now_millis};
 
 /// The source of joined messages unless [`Join::output_source`] sets another.
+///
+/// ```
+/// assert_eq!(event_bus::pipeline::COMPOSED_SOURCE, "composed-event");
+/// ```
 pub const COMPOSED_SOURCE: &str = "composed-event";
 
 /// A stored part: the message and when it arrived.
@@ -93,6 +97,15 @@ struct Counters {
 }
 
 /// What a [`Join`] has seen since it was created; from [`Join::stats`].
+///
+/// ```
+/// use event_bus::pipeline::{Condition, Join};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// let stats = Join::new(Condition::all_of(["a"]), Arc::new(MemoryStore::new())).stats();
+/// assert_eq!(stats, Default::default());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JoinStats {
     /// Parts stored (first arrival of a source for a key).
@@ -117,6 +130,23 @@ impl fmt::Debug for Join {
 }
 
 /// A join that did not complete in time; from [`Join::sweep`].
+///
+/// ```
+/// use event_bus::pipeline::{Condition, Handler, Join, Message, Next};
+/// use event_bus::store::MemoryStore;
+/// use std::{sync::Arc, time::Duration};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// let join = Join::new(Condition::all_of(["a", "b"]), Arc::new(MemoryStore::new()))
+///     .expire_after(Duration::ZERO);
+/// join.handle(Message::new("a", "k", b"{}".to_vec()), Next::end()).await?;
+/// let expired = join.sweep().await?.remove(0);
+/// assert_eq!((expired.present, expired.missing), (vec!["a".to_owned()], vec!["b".to_owned()]));
+/// assert_eq!(expired.parts[0].content(), b"{}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredJoin {
     /// The join key.

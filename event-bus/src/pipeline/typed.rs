@@ -132,6 +132,18 @@ where
 }
 
 /// A handler from [`handle_json`].
+///
+/// ```
+/// use event_bus::pipeline::{JsonHandler, Handler, handle_json};
+///
+/// fn counter() -> impl Handler {
+///     handle_json(|n: u64| async move {
+///         println!("got {n}");
+///         Ok(())
+///     })
+/// }
+/// # let _ = counter();
+/// ```
 pub struct JsonHandler<T, F> {
     f: Arc<F>,
     input: PhantomData<fn() -> T>,

@@ -22,6 +22,16 @@ use std::time::Duration;
 use super::{Batch, Store};
 
 /// Runs every check against `store`. Panics on the first violation.
+///
+/// ```
+/// use event_bus::store::{MemoryStore, conformance};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// conformance::run(&Arc::new(MemoryStore::new())).await;
+/// # }
+/// ```
 pub async fn run<S: Store>(store: &Arc<S>) {
     let ns = format!("conformance-{}", uuid::Uuid::new_v4());
     let store: &S = store;
@@ -38,6 +48,16 @@ pub async fn run<S: Store>(store: &Arc<S>) {
 
 /// Runs [`run`] and, because it needs an `Arc`, also checks that concurrent `insert_if_absent`
 /// calls on one key have exactly one winner.
+///
+/// ```
+/// use event_bus::store::{MemoryStore, conformance};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() {
+/// conformance::run_with_concurrency(Arc::new(MemoryStore::new())).await;
+/// # }
+/// ```
 pub async fn run_with_concurrency<S: Store>(store: Arc<S>) {
     run(&store).await;
     let ns = format!("conformance-{}", uuid::Uuid::new_v4());

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: the store semantics in an embedded SQLite file (bundled SQLite, WAL mode).
 //!
 //! One dedicated thread owns the connection, so no blocking call ever runs on an async thread.
-//! Requests queue on a channel; the thread takes everything queued (up to [`MAX_GROUP`] requests)
+//! Requests queue on a channel; the thread takes everything queued (up to 1,024 requests)
 //! and runs it in **one transaction** (group commit): under concurrent load, thousands of small
 //! writes share a handful of commits. Each request is answered only after its transaction has
 //! committed, so an acknowledged write survives a crash of the process.
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::{Batch, Op, Store, StoreError, StoreFuture, expiry, now_millis, prefix_upper_bound};
 
 /// The most requests committed in one transaction.
-pub const MAX_GROUP: usize = 1024;
+const MAX_GROUP: usize = 1024;
 
 /// How hard SQLite pushes each commit to disk (`PRAGMA synchronous`).
 ///

@@ -1,0 +1,53 @@
+//! Command-line flags: `--orders N`, `--db PATH`, `--memory`.
+
+use std::path::PathBuf;
+
+pub const USAGE: &str = "usage: cargo run --example orders -- [--orders N] [--db PATH | --memory]
+
+  --orders N   how many orders to produce (default 10000)
+  --db PATH    keep the SQLite store at PATH and resume from it (default: a fresh file in the
+               system temp directory)
+  --memory     use the in-memory store instead of SQLite";
+
+/// Where the pipeline keeps its state.
+#[derive(Debug)]
+pub enum StoreChoice {
+    /// A fresh file in the temp directory.
+    FreshSqlite(PathBuf),
+    /// A file the user chose: resumed, never deleted.
+    Sqlite(PathBuf),
+    Memory,
+}
+
+#[derive(Debug)]
+pub struct Args {
+    pub orders: u64,
+    pub store: StoreChoice,
+}
+
+pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut orders = 10_000;
+    let mut db = None;
+    let mut memory = false;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--orders" => {
+                let value = args.next().ok_or("--orders needs a number")?;
+                orders = value
+                    .parse()
+                    .map_err(|_| format!("--orders needs a whole number, got `{value}`"))?;
+            }
+            "--db" => db = Some(PathBuf::from(args.next().ok_or("--db needs a path")?)),
+            "--memory" => memory = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let store = match (db, memory) {
+        (Some(_), true) => return Err("--db and --memory exclude each other".to_owned()),
+        (Some(path), false) => StoreChoice::Sqlite(path),
+        (None, true) => StoreChoice::Memory,
+        (None, false) => StoreChoice::FreshSqlite(std::env::temp_dir().join("event-bus-orders.db")),
+    };
+    Ok(Args { orders, store })
+}

@@ -5,7 +5,6 @@ pub(crate) mod snapshot;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -60,8 +59,6 @@ enum Core<E: 'static> {
 /// The shared state behind a registry.
 pub(crate) struct State<E> {
     current: ArcSwapOption<Snapshot<E>>,
-    /// Bumped after every change, once the new snapshot is stored.
-    generation: AtomicU64,
     /// Serializes changes; holds the next listener id.
     writer: Mutex<u64>,
 }
@@ -70,7 +67,6 @@ impl<E: 'static> State<E> {
     const fn new() -> Self {
         State {
             current: ArcSwapOption::const_empty(),
-            generation: AtomicU64::new(0),
             writer: Mutex::new(0),
         }
     }
@@ -113,11 +109,10 @@ impl<E: 'static> State<E> {
         }
     }
 
-    /// Stores a new snapshot, then bumps the generation (readers that see the new generation are
-    /// guaranteed to load this snapshot or a newer one). Called with the writer lock held.
+    /// Replaces the snapshot; dispatches already running keep the one they loaded. Called with the
+    /// writer lock held.
     fn publish(&self, snapshot: Snapshot<E>) {
         self.current.store(Some(Arc::new(snapshot)));
-        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -38,6 +38,7 @@
 //! ```
 
 mod chain;
+mod claim;
 mod dead_letter;
 mod durable;
 mod effects;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::claim::Claim;
 use super::effects;
 use super::error::PipelineError;
 use super::handler::{Handler, HandlerFuture, Next};
@@ -100,7 +101,7 @@ struct Inner {
     conflict: Conflict,
     ttl: Option<Duration>,
     /// This value's in-flight marker: `pending:<uuid of this run>`.
-    pending: Vec<u8>,
+    pending: Claim,
     counters: Arc<Counters>,
 }
 
@@ -171,8 +172,7 @@ impl Idempotency {
     /// # drop(idempotency);
     /// ```
     pub fn with_store(store: Arc<dyn Store>) -> Self {
-        let mut pending = PENDING.to_vec();
-        pending.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+        let pending = Claim::new(PENDING);
         Idempotency {
             inner: Arc::new(Inner {
                 store,
@@ -305,31 +305,6 @@ impl Inner {
         }
     }
 
-    /// Takes the key for this run: `true` if this call now holds it.
-    async fn acquire(&self, key: &str) -> Result<bool, PipelineError> {
-        let store = &self.store;
-        for _ in 0..3 {
-            if store
-                .insert_if_absent(&self.namespace, key, self.pending.clone(), None)
-                .await?
-            {
-                return Ok(true);
-            }
-            match store.get(&self.namespace, key).await? {
-                // Released between the two calls: try again.
-                None => continue,
-                // Held by a previous run of the program, which cannot finish it: take it over.
-                Some(held) if held.starts_with(PENDING) && held != self.pending => {
-                    return Ok(store
-                        .compare_and_swap(&self.namespace, key, held, self.pending.clone(), None)
-                        .await?);
-                }
-                Some(_) => return Ok(false),
-            }
-        }
-        Ok(false)
-    }
-
     fn conflict(&self, message: &Message, key: String) -> Result<(), PipelineError> {
         match &self.conflict {
             Conflict::Skip => Ok(()),
@@ -344,7 +319,11 @@ impl Handler for Idempotency {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             let key = inner.key_of(&message);
-            if !inner.acquire(&key).await? {
+            if !inner
+                .pending
+                .acquire(inner.store.as_ref(), &inner.namespace, &key)
+                .await?
+            {
                 inner.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return inner.conflict(&message, key);
             }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use condition::Condition;
 
+use super::claim::Claim;
 use super::dead_letter::DeadLetters;
 use super::error::PipelineError;
 use super::handler::{Handler, HandlerFuture, Next};
@@ -84,7 +85,7 @@ struct Inner {
     remember_joined: Option<Duration>,
     dead_letters: Option<DeadLetters>,
     /// This value's claim marker: `claimed:<uuid of this run>`.
-    claim: Vec<u8>,
+    claim: Claim,
     counters: Arc<Counters>,
 }
 
@@ -186,8 +187,7 @@ impl Join {
     /// # drop(join);
     /// ```
     pub fn with_store(condition: Condition, store: Arc<dyn Store>) -> Self {
-        let mut claim = CLAIMED.to_vec();
-        claim.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
+        let claim = Claim::new(CLAIMED);
         let mut join = Join {
             inner: Arc::new(Inner {
                 condition,
@@ -455,32 +455,7 @@ impl Inner {
     /// Whether a marker means "nothing more to do for this key here": joined, or being joined by
     /// this run. A claim by a previous run (it crashed mid-join) does not count.
     fn settles(&self, marker: &[u8]) -> bool {
-        marker == JOINED || marker == self.claim.as_slice()
-    }
-
-    /// Claims the key for this run: `true` if this call won it. A claim left by a previous run of
-    /// the program is taken over (compare-and-swap, so only one taker wins).
-    async fn claim(&self, key: &str) -> Result<bool, PipelineError> {
-        for _ in 0..3 {
-            if self
-                .store
-                .insert_if_absent(&self.joined, key, self.claim.clone(), None)
-                .await?
-            {
-                return Ok(true);
-            }
-            match self.store.get(&self.joined, key).await? {
-                None => continue,
-                Some(held) if held.starts_with(CLAIMED) && held != self.claim => {
-                    return Ok(self
-                        .store
-                        .compare_and_swap(&self.joined, key, held, self.claim.clone(), None)
-                        .await?);
-                }
-                Some(_) => return Ok(false),
-            }
-        }
-        Ok(false)
+        marker == JOINED || marker == self.claim.mine()
     }
 }
 
@@ -534,7 +509,11 @@ impl Handler for Join {
                 return Ok(()); // wait for more parts
             }
             // Exactly one of the parts that see a complete set wins the claim.
-            if !inner.claim(&key).await? {
+            if !inner
+                .claim
+                .acquire(store.as_ref(), &inner.joined, &key)
+                .await?
+            {
                 return Ok(());
             }
             let joined = Message::new(inner.output_source.clone(), key.clone(), compose(&parts)?)

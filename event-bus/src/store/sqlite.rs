@@ -86,6 +86,40 @@ enum Reply {
     Number(usize),
 }
 
+impl Reply {
+    fn flag(self) -> Option<bool> {
+        match self {
+            Reply::Flag(flag) => Some(flag),
+            _ => None,
+        }
+    }
+
+    fn done(self) -> Option<()> {
+        matches!(self, Reply::Done).then_some(())
+    }
+
+    fn value(self) -> Option<Option<Vec<u8>>> {
+        match self {
+            Reply::Value(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn records(self) -> Option<Vec<(String, Vec<u8>)>> {
+        match self {
+            Reply::Records(records) => Some(records),
+            _ => None,
+        }
+    }
+
+    fn number(self) -> Option<usize> {
+        match self {
+            Reply::Number(number) => Some(number),
+            _ => None,
+        }
+    }
+}
+
 struct Request {
     command: Command,
     reply: oneshot::Sender<Result<Reply, StoreError>>,
@@ -229,7 +263,12 @@ impl SqliteStore {
         }
     }
 
-    fn call(&self, command: Command) -> StoreFuture<'_, Reply> {
+    /// Queues `command` for the worker; the future resolves to the reply, read with `read`.
+    fn call<T: Send + 'static>(
+        &self,
+        command: Command,
+        read: fn(Reply) -> Option<T>,
+    ) -> StoreFuture<'_, T> {
         let (reply, answer) = oneshot::channel();
         let sent = match self.sender.lock().as_ref() {
             Some(sender) => sender.send(Request { command, reply }).is_ok(),
@@ -239,7 +278,8 @@ impl SqliteStore {
             if !sent {
                 return Err(StoreError::Closed);
             }
-            answer.await.map_err(|_| StoreError::Closed)?
+            let reply = answer.await.map_err(|_| StoreError::Closed)??;
+            read(reply).ok_or_else(unexpected)
         })
     }
 }
@@ -256,18 +296,13 @@ impl Store for SqliteStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
-        let reply = self.call(Command::InsertIfAbsent {
+        let command = Command::InsertIfAbsent {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
             value,
             expires_at: expiry(ttl),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Flag(inserted) => Ok(inserted),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::flag)
     }
 
     fn put<'a>(
@@ -277,39 +312,29 @@ impl Store for SqliteStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        let reply = self.call(Command::Put {
+        let command = Command::Put {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
             value,
             expires_at: expiry(ttl),
-        });
-        Box::pin(async move { reply.await.map(drop) })
+        };
+        self.call(command, Reply::done)
     }
 
     fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
-        let reply = self.call(Command::Get {
+        let command = Command::Get {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Value(value) => Ok(value),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::value)
     }
 
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, bool> {
-        let reply = self.call(Command::Delete {
+        let command = Command::Delete {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Flag(removed) => Ok(removed),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::flag)
     }
 
     fn compare_and_swap<'a>(
@@ -320,19 +345,14 @@ impl Store for SqliteStore {
         new: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
-        let reply = self.call(Command::CompareAndSwap {
+        let command = Command::CompareAndSwap {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
             expected,
             new,
             expires_at: expiry(ttl),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Flag(swapped) => Ok(swapped),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::flag)
     }
 
     fn scan<'a>(
@@ -340,43 +360,26 @@ impl Store for SqliteStore {
         namespace: &'a str,
         prefix: &'a str,
     ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
-        let reply = self.call(Command::Scan {
+        let command = Command::Scan {
             namespace: namespace.to_owned(),
             prefix: prefix.to_owned(),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Records(records) => Ok(records),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::records)
     }
 
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize> {
-        let reply = self.call(Command::Count {
+        let command = Command::Count {
             namespace: namespace.to_owned(),
-        });
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Number(count) => Ok(count),
-                _ => Err(unexpected()),
-            }
-        })
+        };
+        self.call(command, Reply::number)
     }
 
     fn apply(&self, batch: Batch) -> StoreFuture<'_, ()> {
-        let reply = self.call(Command::Apply(batch.into_ops()));
-        Box::pin(async move { reply.await.map(drop) })
+        self.call(Command::Apply(batch.into_ops()), Reply::done)
     }
 
     fn purge_expired(&self) -> StoreFuture<'_, usize> {
-        let reply = self.call(Command::Purge);
-        Box::pin(async move {
-            match reply.await? {
-                Reply::Number(purged) => Ok(purged),
-                _ => Err(unexpected()),
-            }
-        })
+        self.call(Command::Purge, Reply::number)
     }
 }
 

@@ -41,8 +41,8 @@ struct Part {
 /// [`output_source`](Join::output_source)) and as content a JSON object with one entry per source:
 /// a part whose content is a JSON object is embedded as an object, any other content as a string.
 ///
-/// Every message reaching the join is a part (put a [`Filter`](super::Filter) in front to let
-/// others bypass it); per key, the first part of each source is kept and later copies count as
+/// Every message reaching the join is a part (put a [`Filter`](super::Filter) in front to keep
+/// other messages out); per key, the first part of each source is kept and later copies count as
 /// duplicates.
 ///
 /// After the rest of the chain succeeds, the key's parts are deleted and the key is remembered as

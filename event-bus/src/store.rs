@@ -4,7 +4,8 @@
 //! Two implementations share one documented semantics and pass the same
 //! [`conformance`] suite: [`MemoryStore`] (a process-local map) and, with the `sqlite` feature,
 //! [`SqliteStore`] (an embedded SQLite file in WAL mode that survives
-//! restarts and `SIGKILL`).
+//! restarts and `SIGKILL`). [`FaultyStore`] wraps any store to inject failures, delays and hangs
+//! in tests.
 //!
 //! # Semantics (every implementation)
 //!
@@ -15,20 +16,31 @@
 //!   [`insert_if_absent`](Store::insert_if_absent) calls on the same absent key, exactly one wins.
 //! - [`scan`](Store::scan) returns the live records whose key starts with a prefix, in key order
 //!   (byte order of the UTF-8 keys).
-//! - [`apply`](Store::apply) writes a [`Batch`] all-or-nothing.
+//! - [`apply`](Store::apply) writes a [`Batch`] all-or-nothing, in order. A batch may carry
+//!   preconditions ([`Batch::expect`], [`Batch::expect_absent`]); if one does not hold when it is
+//!   reached, nothing of the batch is written and `apply` fails with [`StoreError::Conflict`].
+//!   Preconditions are what make conditional deletes and fenced commits possible (a claim holder
+//!   whose lease was taken over cannot commit).
+//! - A write reported as failed left nothing behind; a write reported as done is stored (for a
+//!   durable store: it survives the process being killed).
+//! - [`purge_expired`](Store::purge_expired) physically removes at most `limit` expired records,
+//!   so its cost is bounded.
 
 pub mod conformance;
+mod faulty;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use faulty::{Fault, FaultyStore, Operation};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, Synchronous};
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::report::BoxError;
 
@@ -59,6 +71,14 @@ pub enum StoreError {
     /// The store was closed, or its worker stopped.
     #[error("the store is closed")]
     Closed,
+    /// A precondition of a [`Batch`] did not hold; nothing of the batch was written.
+    #[error("batch precondition failed on `{namespace}`/`{key}`")]
+    Conflict {
+        /// The namespace of the record the precondition was about.
+        namespace: String,
+        /// Its key.
+        key: String,
+    },
 }
 
 impl StoreError {
@@ -71,6 +91,19 @@ impl StoreError {
     /// ```
     pub fn backend(error: impl Into<BoxError>) -> Self {
         StoreError::Backend(error.into())
+    }
+
+    /// `true` for [`StoreError::Conflict`]: a precondition failed, the store itself is fine.
+    ///
+    /// ```
+    /// use event_bus::store::StoreError;
+    ///
+    /// let conflict = StoreError::Conflict { namespace: "ns".into(), key: "k".into() };
+    /// assert!(conflict.is_conflict());
+    /// assert!(!StoreError::Closed.is_conflict());
+    /// ```
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
     }
 }
 
@@ -102,6 +135,16 @@ pub enum Op {
         namespace: String,
         /// The key.
         key: String,
+    },
+    /// A precondition: the live record's value is `value` (`None`: there is no live record).
+    /// Checked when the batch reaches it, after the writes before it.
+    Expect {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The expected value, or `None` for "absent".
+        value: Option<Vec<u8>>,
     },
 }
 
@@ -173,6 +216,62 @@ impl Batch {
         self
     }
 
+    /// Adds a precondition: the live record at `namespace`/`key` holds exactly `value`. If it does
+    /// not when the batch reaches this point, nothing of the batch is written and
+    /// [`Store::apply`] fails with [`StoreError::Conflict`].
+    ///
+    /// ```
+    /// use event_bus::store::{Batch, MemoryStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// store.put("locks", "7", b"mine".to_vec(), None).await?;
+    /// // Delete the lock only if it is still mine.
+    /// store.apply(Batch::new().expect("locks", "7", b"mine".to_vec()).delete("locks", "7")).await?;
+    /// let stale = Batch::new().expect("locks", "7", b"mine".to_vec()).put("x", "y", vec![], None);
+    /// assert!(store.apply(stale).await.is_err_and(|e| e.is_conflict()));
+    /// assert_eq!(store.get("x", "y").await?, None, "nothing of a failed batch is written");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expect(
+        mut self,
+        namespace: impl Into<String>,
+        key: impl Into<String>,
+        value: Vec<u8>,
+    ) -> Self {
+        self.ops.push(Op::Expect {
+            namespace: namespace.into(),
+            key: key.into(),
+            value: Some(value),
+        });
+        self
+    }
+
+    /// Adds a precondition: there is no live record at `namespace`/`key`.
+    ///
+    /// ```
+    /// use event_bus::store::{Batch, MemoryStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// let create = || Batch::new().expect_absent("users", "ada").put("users", "ada", vec![1], None);
+    /// store.apply(create()).await?;
+    /// assert!(store.apply(create()).await.is_err_and(|e| e.is_conflict()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expect_absent(mut self, namespace: impl Into<String>, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Expect {
+            namespace: namespace.into(),
+            key: key.into(),
+            value: None,
+        });
+        self
+    }
+
     /// Appends every write of `other`.
     ///
     /// ```
@@ -214,6 +313,20 @@ impl Batch {
     /// ```
     pub fn ops(&self) -> &[Op] {
         &self.ops
+    }
+
+    /// Drops the writes after the first `len` (what was added since [`len`](Batch::len) returned
+    /// `len`).
+    ///
+    /// ```
+    /// let mut batch = event_bus::store::Batch::new().delete("a", "1");
+    /// let mark = batch.len();
+    /// batch = batch.delete("b", "2");
+    /// batch.truncate(mark);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn truncate(&mut self, len: usize) {
+        self.ops.truncate(len);
     }
 
     /// Consumes the batch, returning its writes.
@@ -290,11 +403,44 @@ pub trait Store: Send + Sync + 'static {
     /// The number of live records in `namespace`.
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize>;
 
-    /// Applies every write of `batch` atomically, in order.
+    /// Applies every write of `batch` atomically, in order; fails with [`StoreError::Conflict`]
+    /// (writing nothing) when one of its preconditions does not hold.
     fn apply(&self, batch: Batch) -> StoreFuture<'_, ()>;
 
-    /// Physically removes expired records; returns how many.
-    fn purge_expired(&self) -> StoreFuture<'_, usize>;
+    /// Physically removes up to `limit` expired records (of any namespace); returns how many. The
+    /// bound keeps each call's cost small: call it again while it returns `limit`.
+    fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize>;
+}
+
+/// A store to hand to an adapter: an `Arc` of any [`Store`], or an `Arc<dyn Store>`. Every
+/// constructor that needs a store takes `impl IntoStore`, so both work the same way.
+///
+/// ```
+/// use event_bus::pipeline::DeadLetters;
+/// use event_bus::store::{MemoryStore, Store};
+/// use std::sync::Arc;
+///
+/// let concrete = Arc::new(MemoryStore::new());
+/// let erased: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// let a = DeadLetters::new(concrete);
+/// let b = DeadLetters::new(erased);
+/// # drop((a, b));
+/// ```
+pub trait IntoStore {
+    /// The store, shared.
+    fn into_store(self) -> Arc<dyn Store>;
+}
+
+impl<S: Store> IntoStore for Arc<S> {
+    fn into_store(self) -> Arc<dyn Store> {
+        self
+    }
+}
+
+impl IntoStore for Arc<dyn Store> {
+    fn into_store(self) -> Arc<dyn Store> {
+        self
+    }
 }
 
 /// Milliseconds since the Unix epoch (the stores' clock for expiry).

@@ -42,8 +42,10 @@ pub async fn run<S: Store>(store: &Arc<S>) {
     compare_and_swap_checks_the_value(store, &ns).await;
     scan_is_ordered_and_bounded_by_the_prefix(store, &ns).await;
     batches_apply_in_order(store, &ns).await;
+    batch_preconditions_guard_the_whole_batch(store, &ns).await;
     values_and_keys_round_trip(store, &ns).await;
     expired_records_are_absent(store, &ns).await;
+    purging_is_bounded(store, &ns).await;
 }
 
 /// Runs [`run`] and, because it needs an `Arc`, also checks that concurrent `insert_if_absent`
@@ -240,6 +242,100 @@ async fn batches_apply_in_order<S: Store>(store: &S, ns: &str) {
     ok(store.delete(ns, "x").await, "delete");
 }
 
+async fn batch_preconditions_guard_the_whole_batch<S: Store>(store: &S, ns: &str) {
+    ok(store.put(ns, "lock", b"mine".to_vec(), None).await, "put");
+    let held = Batch::new()
+        .expect(ns, "lock", b"mine".to_vec())
+        .put(ns, "a", vec![1], None)
+        .delete(ns, "lock");
+    ok(store.apply(held).await, "apply with a holding precondition");
+    assert_eq!(ok(store.get(ns, "a").await, "get"), Some(vec![1]));
+    assert_eq!(ok(store.get(ns, "lock").await, "get"), None);
+
+    ok(store.put(ns, "kept", b"before".to_vec(), None).await, "put");
+    let stale = Batch::new()
+        .put(ns, "b", vec![2], None)
+        .delete(ns, "kept")
+        .expect(ns, "lock", b"mine".to_vec())
+        .put(ns, "c", vec![3], None);
+    match store.apply(stale).await {
+        Err(error) if error.is_conflict() => {}
+        other => panic!("a failed precondition must fail the batch with a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get(ns, "b").await, "get"),
+        None,
+        "writes before a failed precondition are undone"
+    );
+    assert_eq!(ok(store.get(ns, "c").await, "get"), None);
+    assert_eq!(
+        ok(store.get(ns, "kept").await, "get"),
+        Some(b"before".to_vec()),
+        "deletes before a failed precondition are undone"
+    );
+
+    let create = || {
+        Batch::new()
+            .expect_absent(ns, "lock")
+            .put(ns, "lock", b"new".to_vec(), None)
+    };
+    ok(
+        store.apply(create()).await,
+        "expect_absent on an absent key",
+    );
+    assert!(
+        store.apply(create()).await.is_err_and(|e| e.is_conflict()),
+        "expect_absent on a present key"
+    );
+    let sees_earlier_writes = Batch::new()
+        .put(ns, "d", vec![4], None)
+        .expect(ns, "d", vec![4])
+        .delete(ns, "d")
+        .expect_absent(ns, "d");
+    ok(
+        store.apply(sees_earlier_writes).await,
+        "preconditions see the batch's earlier writes",
+    );
+    ok(
+        store
+            .put(ns, "short", vec![5], Some(Duration::from_millis(1)))
+            .await,
+        "put",
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ok(
+        store.apply(Batch::new().expect_absent(ns, "short")).await,
+        "an expired record is absent for preconditions",
+    );
+    for key in ["a", "kept", "lock", "short"] {
+        ok(store.delete(ns, key).await, "delete");
+    }
+}
+
+async fn purging_is_bounded<S: Store>(store: &S, ns: &str) {
+    for i in 0..5 {
+        ok(
+            store
+                .put(
+                    ns,
+                    &format!("purge-{i}"),
+                    vec![i],
+                    Some(Duration::from_millis(1)),
+                )
+                .await,
+            "put",
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        ok(store.purge_expired(2).await, "purge"),
+        2,
+        "purge removes at most `limit` records"
+    );
+    assert!(ok(store.purge_expired(usize::MAX).await, "purge") >= 3);
+    assert_eq!(ok(store.purge_expired(usize::MAX).await, "purge"), 0);
+}
+
 async fn values_and_keys_round_trip<S: Store>(store: &S, ns: &str) {
     let large: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let cases: [(&str, Vec<u8>); 4] = [
@@ -316,7 +412,7 @@ async fn expired_records_are_absent<S: Store>(store: &S, ns: &str) {
     ok(store.put(ns, "ttl-2", vec![1], short).await, "put");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(
-        ok(store.purge_expired().await, "purge") >= 1,
+        ok(store.purge_expired(usize::MAX).await, "purge") >= 1,
         "purge removes expired records"
     );
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{Batch, Op, Store, StoreFuture, expiry, now_millis, prefix_upper_bound};
+use super::{Batch, Op, Store, StoreError, StoreFuture, expiry, now_millis, prefix_upper_bound};
 
 #[derive(Debug, Clone)]
 struct Record {
@@ -200,7 +200,18 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, batch: Batch) -> StoreFuture<'_, ()> {
-        self.with(|namespaces, now| {
+        let applied = self.with(|namespaces, now| {
+            // Writes are applied as they come; if a precondition fails, the undo log puts every
+            // touched record back, so the batch is all-or-nothing.
+            let mut undo: Vec<(String, String, Option<Record>)> = Vec::new();
+            let mut before = |namespaces: &Namespaces, namespace: &str, key: &str| {
+                let previous = namespaces
+                    .get(namespace)
+                    .and_then(|records| records.get(key))
+                    .cloned();
+                undo.push((namespace.to_owned(), key.to_owned(), previous));
+            };
+            let mut failed = None;
             for op in batch.into_ops() {
                 match op {
                     Op::Put {
@@ -208,23 +219,58 @@ impl Store for MemoryStore {
                         key,
                         value,
                         ttl,
-                    } => write(namespaces, &namespace, &key, value, ttl),
+                    } => {
+                        before(namespaces, &namespace, &key);
+                        write(namespaces, &namespace, &key, value, ttl);
+                    }
                     Op::Delete { namespace, key } => {
+                        before(namespaces, &namespace, &key);
                         remove(namespaces, &namespace, &key, now);
+                    }
+                    Op::Expect {
+                        namespace,
+                        key,
+                        value,
+                    } => {
+                        let found = live(namespaces, &namespace, &key, now).map(|r| &r.value);
+                        if found != value.as_ref() {
+                            failed = Some(StoreError::Conflict { namespace, key });
+                            break;
+                        }
                     }
                 }
             }
+            match failed {
+                None => Ok(()),
+                Some(conflict) => {
+                    for (namespace, key, previous) in undo.into_iter().rev() {
+                        match previous {
+                            Some(record) => {
+                                namespaces.entry(namespace).or_default().insert(key, record);
+                            }
+                            None => {
+                                remove(namespaces, &namespace, &key, now);
+                            }
+                        }
+                    }
+                    Err(conflict)
+                }
+            }
         });
-        Box::pin(ready(Ok(())))
+        Box::pin(ready(applied))
     }
 
-    fn purge_expired(&self) -> StoreFuture<'_, usize> {
+    fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize> {
         let purged = self.with(|namespaces, now| {
             let mut purged = 0;
             namespaces.retain(|_, records| {
-                let before = records.len();
-                records.retain(|_, record| record.is_live(now));
-                purged += before - records.len();
+                records.retain(|_, record| {
+                    let keep = record.is_live(now) || purged >= limit;
+                    if !keep {
+                        purged += 1;
+                    }
+                    keep
+                });
                 !records.is_empty()
             });
             purged

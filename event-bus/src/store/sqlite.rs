@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{Batch, Op, Store, StoreError, StoreFuture, expiry, now_millis, prefix_upper_bound};
@@ -37,6 +37,107 @@ pub enum Synchronous {
     Normal,
     /// `synchronous = FULL`: every commit is flushed to the device; survives power loss, slower.
     Full,
+}
+
+/// How to open a [`SqliteStore`]; from [`SqliteStore::options`].
+///
+/// ```
+/// use event_bus::store::{SqliteOptions, Synchronous};
+///
+/// let options = SqliteOptions::default().synchronous(Synchronous::Normal);
+/// # drop(options);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    synchronous: Synchronous,
+    max_size: Option<u64>,
+    read_only: bool,
+}
+
+impl SqliteOptions {
+    /// How hard each commit is pushed to disk (default [`Synchronous::Normal`]).
+    ///
+    /// ```
+    /// use event_bus::store::{SqliteStore, Synchronous};
+    ///
+    /// let options = SqliteStore::options().synchronous(Synchronous::Full);
+    /// # drop(options);
+    /// ```
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`). Writes that would grow it
+    /// further fail with a [`StoreError::Backend`] ("database or disk is full"), exactly as on a
+    /// full disk; deletes still work. Default: no limit.
+    ///
+    /// ```
+    /// let options = event_bus::store::SqliteStore::options().max_size(1 << 30);
+    /// # drop(options);
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Opens an existing database without writing to it (for inspection tools): reads work,
+    /// every write fails with a [`StoreError::Backend`].
+    ///
+    /// ```
+    /// use event_bus::store::{SqliteStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::store::StoreError> {
+    /// # let dir = tempfile::tempdir().map_err(event_bus::store::StoreError::backend)?;
+    /// let path = dir.path().join("a.db");
+    /// SqliteStore::open(&path)?.put("ns", "k", vec![1], None).await?;
+    /// let reader = SqliteStore::options().read_only().open(&path)?;
+    /// assert_eq!(reader.get("ns", "k").await?, Some(vec![1]));
+    /// assert!(reader.put("ns", "k", vec![2], None).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Opens (creating if needed) the database at `path` with these options.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), event_bus::store::StoreError> {
+    /// let dir = tempfile::tempdir().map_err(event_bus::store::StoreError::backend)?;
+    /// let store = event_bus::store::SqliteStore::options().open(dir.path().join("a.db"))?;
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let connection = open_connection(&path, &self).map_err(StoreError::backend)?;
+        let file = FileIdentity::of(&path).map_err(StoreError::backend)?;
+        // A read-only connection cannot take the write lock `IMMEDIATE` asks for.
+        let behavior = if self.read_only {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let (sender, receiver) = mpsc::channel();
+        let (done, finished) = oneshot::channel();
+        thread::Builder::new()
+            .name("event-bus-sqlite".to_owned())
+            .spawn(move || {
+                serve(connection, receiver, file, behavior);
+                let _ = done.send(());
+            })
+            .map_err(StoreError::backend)?;
+        Ok(SqliteStore {
+            path,
+            sender: Mutex::new(Some(sender)),
+            finished: Mutex::new(Some(finished)),
+        })
+    }
 }
 
 enum Command {
@@ -75,7 +176,7 @@ enum Command {
         namespace: String,
     },
     Apply(Vec<Op>),
-    Purge,
+    Purge(usize),
 }
 
 enum Reply {
@@ -161,7 +262,7 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, with [`Synchronous::Normal`].
+    /// Opens (creating if needed) the database at `path`, with the default [`SqliteOptions`].
     ///
     /// ```
     /// # fn main() -> Result<(), event_bus::store::StoreError> {
@@ -172,38 +273,26 @@ impl SqliteStore {
     /// # }
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        SqliteStore::open_with(path, Synchronous::default())
+        SqliteStore::options().open(path)
     }
 
-    /// Opens (creating if needed) the database at `path` with the given durability.
+    /// Options for opening a store: durability and a size limit.
     ///
     /// ```
     /// use event_bus::store::{SqliteStore, Synchronous};
     ///
     /// # fn main() -> Result<(), event_bus::store::StoreError> {
     /// let dir = tempfile::tempdir().map_err(event_bus::store::StoreError::backend)?;
-    /// let store = SqliteStore::open_with(dir.path().join("a.db"), Synchronous::Full)?;
+    /// let store = SqliteStore::options()
+    ///     .synchronous(Synchronous::Full)
+    ///     .max_size(64 * 1024 * 1024)
+    ///     .open(dir.path().join("a.db"))?;
     /// # drop(store);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn open_with(path: impl AsRef<Path>, synchronous: Synchronous) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let connection = open_connection(&path, synchronous).map_err(StoreError::backend)?;
-        let (sender, receiver) = mpsc::channel();
-        let (done, finished) = oneshot::channel();
-        thread::Builder::new()
-            .name("event-bus-sqlite".to_owned())
-            .spawn(move || {
-                serve(connection, receiver);
-                let _ = done.send(());
-            })
-            .map_err(StoreError::backend)?;
-        Ok(SqliteStore {
-            path,
-            sender: Mutex::new(Some(sender)),
-            finished: Mutex::new(Some(finished)),
-        })
+    pub fn options() -> SqliteOptions {
+        SqliteOptions::default()
     }
 
     /// The database file.
@@ -378,16 +467,24 @@ impl Store for SqliteStore {
         self.call(Command::Apply(batch.into_ops()), Reply::done)
     }
 
-    fn purge_expired(&self) -> StoreFuture<'_, usize> {
-        self.call(Command::Purge, Reply::number)
+    fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize> {
+        self.call(Command::Purge(limit), Reply::number)
     }
 }
 
-fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
+fn open_connection(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
+    if options.read_only {
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        return Ok(connection);
+    }
     let connection = Connection::open(path)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    let level = match synchronous {
+    let level = match options.synchronous {
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     };
@@ -403,12 +500,22 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Co
          CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)
              WHERE expires_at IS NOT NULL;",
     )?;
+    if let Some(bytes) = options.max_size {
+        let page_size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+        connection.pragma_update(None, "max_page_count", pages.max(1))?;
+    }
     Ok(connection)
 }
 
 /// The worker: answers requests until every sender is gone, committing each group of queued
 /// requests in one transaction.
-fn serve(mut connection: Connection, receiver: mpsc::Receiver<Request>) {
+fn serve(
+    mut connection: Connection,
+    receiver: mpsc::Receiver<Request>,
+    file: FileIdentity,
+    behavior: TransactionBehavior,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -417,47 +524,202 @@ fn serve(mut connection: Connection, receiver: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let outcomes = run_group(
-            &mut connection,
-            group.iter().map(|request| &request.command),
-        );
-        match outcomes {
-            Ok(outcomes) => {
-                for (request, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                for request in group {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::backend(message.clone())));
-                }
-            }
+        let outcomes = match file.check() {
+            Ok(()) => run_group(&mut connection, &group, behavior),
+            Err(problem) => group
+                .iter()
+                .map(|_| Err(StoreError::backend(problem.clone())))
+                .collect(),
+        };
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            let _ = request.reply.send(outcome);
         }
     }
 }
 
-/// Runs a group of commands in one transaction. A command that fails gets its own error (SQLite
-/// statements are atomic, so it left nothing behind); a failing commit fails them all.
-fn run_group<'c>(
+/// How many times a group is retried in one transaction after a statement failed, before the rest
+/// of it runs one transaction per request.
+const GROUP_ROUNDS: usize = 2;
+
+/// Runs a group of requests and returns each one's **true** outcome: `Ok` only if what it did is
+/// committed.
+///
+/// The group runs in one transaction. When a statement fails, SQLite may have rolled back the
+/// whole transaction (it does for `SQLITE_FULL` and I/O errors), so nothing executed before it can
+/// be trusted: the transaction is rolled back, the failing request gets its error, and the others
+/// run again in a fresh transaction. After [`GROUP_ROUNDS`] such rounds the remaining requests
+/// run one transaction each. A failing commit fails (and rolls back) the round the same way.
+fn run_group(
     connection: &mut Connection,
-    commands: impl Iterator<Item = &'c Command>,
-) -> rusqlite::Result<Vec<Result<Reply, StoreError>>> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let outcomes = commands
-        .map(|command| execute(&transaction, command).map_err(StoreError::backend))
-        .collect();
-    transaction.commit()?;
-    Ok(outcomes)
+    group: &[Request],
+    behavior: TransactionBehavior,
+) -> Vec<Result<Reply, StoreError>> {
+    let mut outcomes: Vec<Option<Result<Reply, StoreError>>> = group.iter().map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..group.len()).collect();
+    for _ in 0..GROUP_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        match run_round(connection, group, &pending, behavior) {
+            Round::Committed(results) => {
+                for (index, result) in pending.drain(..).zip(results) {
+                    outcomes[index] = Some(result);
+                }
+            }
+            Round::Failed { index, error } => {
+                outcomes[index] = Some(Err(error));
+                pending.retain(|&other| other != index);
+            }
+            Round::CommitFailed => {}
+        }
+    }
+    for index in pending {
+        outcomes[index] = Some(run_alone(connection, &group[index].command, behavior));
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Err(unexpected())))
+        .collect()
+}
+
+enum Round {
+    /// The transaction committed; the outcomes of the pending requests, in order.
+    Committed(Vec<Result<Reply, StoreError>>),
+    /// A statement of request `index` failed; the transaction was rolled back.
+    Failed { index: usize, error: StoreError },
+    /// Every statement ran but the commit failed; the transaction was rolled back.
+    CommitFailed,
+}
+
+fn run_round(
+    connection: &mut Connection,
+    group: &[Request],
+    pending: &[usize],
+    behavior: TransactionBehavior,
+) -> Round {
+    let transaction = match connection.transaction_with_behavior(behavior) {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            // Not even a transaction: fail the first request, try the others again.
+            return Round::Failed {
+                index: pending[0],
+                error: StoreError::backend(error),
+            };
+        }
+    };
+    let mut results = Vec::with_capacity(pending.len());
+    for &index in pending {
+        match execute(&transaction, &group[index].command) {
+            Ok(reply) => results.push(Ok(reply)),
+            // A failed precondition is a clean outcome: its savepoint undid the batch.
+            Err(Failure::Conflict(conflict)) => results.push(Err(conflict)),
+            Err(Failure::Sql(error)) => {
+                drop(transaction); // rolls back
+                return Round::Failed {
+                    index,
+                    error: StoreError::backend(error),
+                };
+            }
+        }
+    }
+    match transaction.commit() {
+        Ok(()) => Round::Committed(results),
+        Err(_) => Round::CommitFailed, // dropped: rolled back
+    }
+}
+
+/// One request in its own transaction.
+fn run_alone(
+    connection: &mut Connection,
+    command: &Command,
+    behavior: TransactionBehavior,
+) -> Result<Reply, StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(behavior)
+        .map_err(StoreError::backend)?;
+    let reply = execute(&transaction, command).map_err(Failure::into_store_error)?;
+    transaction.commit().map_err(StoreError::backend)?;
+    Ok(reply)
+}
+
+/// Why a request failed inside a transaction.
+enum Failure {
+    /// A statement failed: the transaction may be gone.
+    Sql(rusqlite::Error),
+    /// A batch precondition did not hold; the batch was undone, the transaction is intact.
+    Conflict(StoreError),
+}
+
+impl Failure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Sql(error) => StoreError::backend(error),
+            Failure::Conflict(conflict) => conflict,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+/// The identity of the database file when it was opened, to notice it being deleted or replaced:
+/// SQLite would go on writing to the unlinked file, and every write would be lost on reopening.
+struct FileIdentity {
+    path: PathBuf,
+    #[cfg(unix)]
+    id: (u64, u64),
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = std::fs::metadata(path)?;
+            Ok(FileIdentity {
+                path: path.to_path_buf(),
+                id: (metadata.dev(), metadata.ino()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(FileIdentity {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    /// `Err` with an explanation if the file at the path is no longer the one opened.
+    fn check(&self) -> Result<(), String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(&self.path) {
+                Ok(metadata) if (metadata.dev(), metadata.ino()) == self.id => Ok(()),
+                Ok(_) => Err(format!(
+                    "the database file {} was replaced while open",
+                    self.path.display()
+                )),
+                Err(error) => Err(format!(
+                    "the database file {} is gone: {error}",
+                    self.path.display()
+                )),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(())
+        }
+    }
 }
 
 /// The SQL condition "the record is live", with the current time as parameter `?3`.
 const LIVE: &str = "(expires_at IS NULL OR expires_at > ?3)";
 
-fn execute(tx: &Transaction<'_>, command: &Command) -> rusqlite::Result<Reply> {
+fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
     let now = now_millis();
     match command {
         Command::InsertIfAbsent {
@@ -557,24 +819,47 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> rusqlite::Result<Reply> {
                     key,
                     value,
                     ttl,
-                } => put(tx, namespace, key, value, expiry(*ttl)),
-                Op::Delete { namespace, key } => delete(tx, namespace, key),
+                } => Ok(put(tx, namespace, key, value, expiry(*ttl))?),
+                Op::Delete { namespace, key } => Ok(delete(tx, namespace, key)?),
+                Op::Expect {
+                    namespace,
+                    key,
+                    value,
+                } => {
+                    let found: Option<Vec<u8>> = tx
+                        .prepare_cached(&format!(
+                            "SELECT value FROM records WHERE namespace = ?1 AND key = ?2 AND {LIVE}"
+                        ))?
+                        .query_row(params![namespace, key, now], |row| row.get(0))
+                        .optional()?;
+                    if found == *value {
+                        Ok(())
+                    } else {
+                        Err(Failure::Conflict(StoreError::Conflict {
+                            namespace: namespace.clone(),
+                            key: key.clone(),
+                        }))
+                    }
+                }
             });
             match applied {
                 Ok(()) => tx.execute_batch("RELEASE batch")?,
-                Err(error) => {
+                Err(failure) => {
                     tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
-                    return Err(error);
+                    return Err(failure);
                 }
             }
             Ok(Reply::Done)
         }
-        Command::Purge => {
+        Command::Purge(limit) => {
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
             let purged = tx
                 .prepare_cached(
-                    "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    "DELETE FROM records WHERE (namespace, key) IN (
+                         SELECT namespace, key FROM records
+                         WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
                 )?
-                .execute(params![now])?;
+                .execute(params![now, limit])?;
             Ok(Reply::Number(purged))
         }
     }
@@ -612,6 +897,125 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path().join("conformance.db")).expect("open");
         crate::store::conformance::run_with_concurrency(Arc::new(store)).await;
+    }
+
+    /// A database capped at a few pages fills up under concurrent writes; afterwards, what each
+    /// request was told matches exactly what the reopened file holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_full_disk_every_reported_outcome_is_true() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("full.db");
+        let store = Arc::new(
+            SqliteStore::options()
+                .max_size(96 * 1024)
+                .open(&path)
+                .expect("open"),
+        );
+        let tasks: Vec<_> = (0..400u32)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let key = format!("k{i:04}");
+                    let value = vec![u8::try_from(i % 251).unwrap_or(0); 1500];
+                    let outcome = if i % 3 == 0 {
+                        let batch = Batch::new().put("ns", key.clone(), value, None).put(
+                            "ns",
+                            format!("{key}-twin"),
+                            vec![1; 700],
+                            None,
+                        );
+                        store.apply(batch).await
+                    } else {
+                        store.put("ns", &key, value, None).await
+                    };
+                    (key, i % 3 == 0, outcome.is_ok())
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("task"));
+        }
+        let failed = outcomes.iter().filter(|(_, _, ok)| !ok).count();
+        assert!(
+            failed > 0,
+            "the cap was reached (else the test proves nothing)"
+        );
+        assert!(failed < outcomes.len(), "some writes fit");
+        store.close().await;
+
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        for (key, batch, ok) in outcomes {
+            let stored = reopened.get("ns", &key).await.expect("get").is_some();
+            assert_eq!(stored, ok, "{key}: reported {ok}, stored {stored}");
+            if batch {
+                let twin = reopened
+                    .get("ns", &format!("{key}-twin"))
+                    .await
+                    .expect("get")
+                    .is_some();
+                assert_eq!(twin, ok, "{key}: a batch is all or nothing");
+            }
+        }
+        // Deletes still work on a full database.
+        let full = SqliteStore::options()
+            .max_size(96 * 1024)
+            .open(&path)
+            .expect("reopen capped");
+        let keys = full.scan("ns", "").await.expect("scan");
+        assert!(!keys.is_empty());
+        for (key, _) in keys {
+            assert!(
+                full.delete("ns", &key)
+                    .await
+                    .expect("delete on a full disk")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_database_file_fails_every_request() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gone.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store.put("ns", "before", vec![1], None).await.expect("put");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let error = store.put("ns", "after", vec![2], None).await;
+        assert!(
+            error.is_err(),
+            "a write to a deleted file is not acknowledged"
+        );
+        assert!(store.get("ns", "before").await.is_err());
+        store.close().await;
+        let reopened = SqliteStore::open(&path).expect("reopen creates a new file");
+        assert_eq!(reopened.get("ns", "after").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_reads_and_refuses_every_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ro.db");
+        let writer = SqliteStore::open(&path).expect("open");
+        writer.put("ns", "k", vec![1], None).await.expect("put");
+        let reader = SqliteStore::options()
+            .read_only()
+            .open(&path)
+            .expect("open ro");
+        assert_eq!(reader.get("ns", "k").await.expect("get"), Some(vec![1]));
+        assert!(reader.put("ns", "k", vec![2], None).await.is_err());
+        assert!(reader.delete("ns", "k").await.is_err());
+        assert!(reader.apply(Batch::new().delete("ns", "k")).await.is_err());
+        assert!(
+            reader
+                .insert_if_absent("ns", "new", vec![3], None)
+                .await
+                .is_err()
+        );
+        reader.close().await;
+        assert_eq!(writer.get("ns", "k").await.expect("get"), Some(vec![1]));
+        assert_eq!(writer.get("ns", "new").await.expect("get"), None);
     }
 
     #[tokio::test]

@@ -91,11 +91,8 @@ const CONCURRENCY: usize = 32;
 fn orders_pipeline(store: Arc<dyn Store>, handled: Arc<AtomicU64>) -> Pipeline {
     Pipeline::builder()
         .then(Transform::erase_content_from(["order.requested"]))
-        .then(Join::with_store(
-            Condition::all_of(SOURCES),
-            Arc::clone(&store),
-        ))
-        .then(Idempotency::with_store(store))
+        .then(Join::new(Condition::all_of(SOURCES), Arc::clone(&store)))
+        .then(Idempotency::new(store))
         .then(from_fn(move |message: Message, _: Next| {
             handled.fetch_add(1, Ordering::Relaxed);
             consume(message)

@@ -17,7 +17,40 @@
 //!
 //! A [`Handler`] gets the message and [`Next`]; calling `next.run(message)` continues, returning
 //! stops. A [`Pipeline`] is itself a handler, so pipelines nest. Panics in any handler are caught
-//! and become [`PipelineError::Panic`].
+//! and become [`PipelineError::Panic`]. Pipelines run on tokio with its time driver enabled
+//! (`#[tokio::main]` and `#[tokio::test]` do that; a hand-built runtime needs `enable_time`).
+//!
+//! # Claims, leases and fencing
+//!
+//! [`Join`] (one join per key), [`Idempotency`] (one run per key) and [`Durable`] (one processor
+//! per inbox message) share one claim model, so that cancellation, store errors, crashes and
+//! several processes sharing a store keep their promises:
+//!
+//! - **Owner**: a claim records who holds a key: this *process run* (a UUID drawn at start-up) and
+//!   a token unique within it. Two adapter values in one process are the same owner, but each
+//!   claim is held by exactly one holder.
+//! - **Lease**: a claim is a store record with a time to live (30 s by default, `lease(..)` on each
+//!   adapter). The holder renews it every third of the lease while the rest of the chain runs, so
+//!   long work keeps it. A live claim of someone else is respected: `Join` leaves the key to its
+//!   holder (the part is stored), `Idempotency` waits for the outcome (then skips a duplicate or
+//!   runs), `Durable::recover` skips the message. A claim whose lease ran out (its holder died) is
+//!   free for anyone.
+//! - **Release**: a holder that fails releases its claim; one that is dropped (a [`Timeout`], a
+//!   `select!`, a dropped future) forgets it at once, and releases the record in the background.
+//!   A claim of this run that no holder holds (a release that failed on a store error, or has not
+//!   run yet) is taken over at once by this process, with compare-and-swap; other processes wait
+//!   for its lease.
+//! - **Fencing**: a holder commits with one atomic [`Batch`](crate::store::Batch) that first
+//!   checks the claim is still its own ([`Batch::expect`](crate::store::Batch::expect)); if its
+//!   lease was taken over, the commit writes nothing and fails with [`PipelineError::ClaimLost`]
+//!   (retryable). A renewal that finds the claim lost cancels the work the same way.
+//! - **Atomicity**: what must not be half-done is one batch: a join's "joined" marker with the
+//!   deletion of its parts; an idempotency record with the writes [`stage`]d by the attempt that
+//!   succeeded; an expired join's dead letter with the deletion of its parts; an inbox message's
+//!   removal with its claim's.
+//!
+//! Effects outside the store (an HTTP call) stay at-least-once: a holder that lost its lease may
+//! have made them before its commit was refused.
 //!
 //! ```
 //! use event_bus::pipeline::{Filter, Message, Next, Pipeline, Transform, from_fn};
@@ -48,21 +81,23 @@ mod handler;
 mod idempotency;
 mod join;
 mod message;
+mod quarantine;
 mod retry;
 mod timeout;
 mod transform;
 mod typed;
 
 pub use chain::{Pipeline, PipelineBuilder};
-pub use dead_letter::{DeadLetter, DeadLetters, Replayed};
+pub use dead_letter::{DeadLetter, DeadLetters, ReplayOutcome, Replayed};
 pub use durable::{Accepted, Durable, Recovered};
 pub use effects::stage;
 pub use error::PipelineError;
 pub use filter::Filter;
 pub use handler::{FnHandler, Handler, HandlerFuture, Next, from_fn};
-pub use idempotency::{Conflict, Idempotency, IdempotencyStats};
-pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join, JoinStats};
+pub use idempotency::{Conflict, Idempotency, IdempotencyStats, OnDuplicate};
+pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join, JoinStats, PendingJoin, Swept};
 pub use message::Message;
+pub use quarantine::{Quarantine, Quarantined};
 pub use retry::{Jitter, Retry};
 pub use timeout::Timeout;
 pub use transform::Transform;

@@ -81,8 +81,8 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
 
     // The pipeline: erase -> join -> idempotency -> business, with failures parked.
     let completed = Arc::new(AtomicU64::new(0));
-    let dead_letters = DeadLetters::with_store(Arc::clone(&store));
-    let join = Join::with_store(
+    let dead_letters = DeadLetters::new(Arc::clone(&store));
+    let join = Join::new(
         Condition::all_of([
             OrderRequested::NAME,
             PaymentConfirmed::NAME,
@@ -91,7 +91,7 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
         Arc::clone(&store),
     )
     .output_source("order.ready");
-    let idempotency = Idempotency::with_store(Arc::clone(&store));
+    let idempotency = Idempotency::new(Arc::clone(&store));
     let business = {
         let completed = Arc::clone(&completed);
         handle_json(move |ready: ReadyToShip| {
@@ -123,12 +123,12 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
         .build();
 
     // Durable delivery, fed by the three event types' registries.
-    let durable = Durable::with_store(Arc::clone(&store), pipeline);
+    let durable = Durable::new(Arc::clone(&store), pipeline);
     let recovered = durable.recover().await?;
-    if recovered.handled + recovered.failed > 0 {
+    if recovered.succeeded + recovered.failed + recovered.in_flight > 0 {
         eprintln!(
-            "recovered {} message(s) left by an earlier run",
-            recovered.handled
+            "recovered {} message(s) left by an earlier run ({} failed again, {} still claimed by it)",
+            recovered.succeeded, recovered.failed, recovered.in_flight
         );
     }
     durable.listen::<OrderRequested>();
@@ -175,8 +175,8 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
     let elapsed = started.elapsed();
     progress.finish_and_clear();
 
-    // Orders that never got all three parts: report and clear them.
-    let incomplete = join.clone().expire_after(Duration::ZERO).sweep().await?;
+    // Orders that never got all three parts (they stay pending: a later run may complete them).
+    let incomplete = join.pending().await?;
 
     let seconds = elapsed.as_secs_f64();
     let joins = join.stats();

@@ -5,8 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use event_bus::pipeline::{
-    Condition, Idempotency, Join, Message, Pipeline, PipelineError, Transform, handle_json, stage,
+    Condition, DeadLetters, Idempotency, Join, Message, Pipeline, PipelineError, Transform,
+    handle_json, stage,
 };
 use event_bus::prelude::*;
 use event_bus::store::{Batch, Store};
@@ -108,28 +111,76 @@ fn uuid_like(rng: &mut fastrand::Rng) -> String {
 
 /// erase → join → idempotency → business handler, over `store`.
 pub fn pipeline(store: Arc<dyn Store>) -> Pipeline {
-    Pipeline::builder()
-        .then(Transform::erase_content_from([OrderRequested::NAME]))
-        .then(Join::with_store(
+    Options::default().pipeline(store)
+}
+
+/// Namespace of the flag that makes poison orders succeed (set it to replay their dead letters).
+pub const HEALED: &str = "healed";
+
+/// How the orders pipeline is built.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The lease of every claim (default: the library's).
+    pub lease: Option<Duration>,
+    /// Every order with `order_id % poison == 1` fails permanently in the business handler until
+    /// the store holds the `HEALED` flag; failures are parked as dead letters. 0: none.
+    pub poison: u64,
+    /// A pause in the business handler (to be caught in flight by a kill).
+    pub pause: Option<Duration>,
+}
+
+impl Options {
+    /// Whether `order_id` is a poison order.
+    pub fn is_poison(&self, order_id: u64) -> bool {
+        self.poison != 0 && order_id % self.poison == 1
+    }
+
+    /// [dead letters →] erase → join → idempotency → business handler, over `store`.
+    pub fn pipeline(self, store: Arc<dyn Store>) -> Pipeline {
+        let mut join = Join::new(
             Condition::all_of([
                 OrderRequested::NAME,
                 PaymentConfirmed::NAME,
                 InventoryReserved::NAME,
             ]),
             Arc::clone(&store),
-        ))
-        .then(Idempotency::with_store(store))
-        .then(handle_json(|ready: Ready| async move {
-            assert!(ready.order.is_empty(), "the order request was erased");
-            let order = ready.payment.order_id;
-            stage(Batch::new().put(
-                EFFECTS,
-                format!("{order}#{}", fastrand::u64(..)),
-                ready.payment.cents.to_le_bytes().to_vec(),
-                None,
-            ))
-        }))
-        .build()
+        );
+        let mut idempotency = Idempotency::new(Arc::clone(&store));
+        if let Some(lease) = self.lease {
+            join = join.lease(lease);
+            idempotency = idempotency.lease(lease);
+        }
+        let mut builder = Pipeline::builder();
+        if self.poison != 0 {
+            builder = builder.then(DeadLetters::new(Arc::clone(&store)));
+        }
+        let options = self;
+        let business_store = Arc::clone(&store);
+        builder
+            .then(Transform::erase_content_from([OrderRequested::NAME]))
+            .then(join)
+            .then(idempotency)
+            .then(handle_json(move |ready: Ready| {
+                let store = Arc::clone(&business_store);
+                async move {
+                    assert!(ready.order.is_empty(), "the order request was erased");
+                    let order = ready.payment.order_id;
+                    if let Some(pause) = options.pause {
+                        tokio::time::sleep(pause).await;
+                    }
+                    if options.is_poison(order) && store.get(HEALED, "flag").await?.is_none() {
+                        return Err(PipelineError::permanent(format!("order {order} is poison")));
+                    }
+                    stage(Batch::new().put(
+                        EFFECTS,
+                        format!("{order}#{}", fastrand::u64(..)),
+                        ready.payment.cents.to_le_bytes().to_vec(),
+                        None,
+                    ))
+                }
+            }))
+            .build()
+    }
 }
 
 /// How many times each order's effect was applied, by order.

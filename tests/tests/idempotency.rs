@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use event_bus::pipeline::{
-    Conflict, Idempotency, Message, Next, Pipeline, PipelineError, from_fn, stage,
+    Conflict, Idempotency, Message, Next, OnDuplicate, Pipeline, PipelineError, from_fn, stage,
 };
 use event_bus::store::Batch;
 use event_bus_tests::stores;
@@ -31,10 +31,7 @@ fn counted(idempotency: Idempotency, runs: &Arc<AtomicUsize>) -> Pipeline {
 async fn concurrent_duplicates_run_exactly_once() {
     for test_store in stores::both() {
         let runs = Arc::new(AtomicUsize::new(0));
-        let pipeline = counted(
-            Idempotency::with_store(Arc::clone(&test_store.store)),
-            &runs,
-        );
+        let pipeline = counted(Idempotency::new(Arc::clone(&test_store.store)), &runs);
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let pipeline = pipeline.clone();
@@ -68,7 +65,7 @@ async fn a_failure_releases_the_key_so_a_redelivery_is_processed() {
         let attempts = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&attempts);
         let pipeline = Pipeline::builder()
-            .then(Idempotency::with_store(Arc::clone(&test_store.store)))
+            .then(Idempotency::new(Arc::clone(&test_store.store)))
             .then(from_fn(move |_: Message, _: Next| {
                 let attempt = counter.fetch_add(1, Ordering::SeqCst);
                 async move {
@@ -119,7 +116,7 @@ async fn conflict_strategies() {
     let store = stores::both().remove(0).store;
     let runs = Arc::new(AtomicUsize::new(0));
     let strict = counted(
-        Idempotency::with_store(Arc::clone(&store))
+        Idempotency::new(Arc::clone(&store))
             .namespace("strict")
             .on_conflict(Conflict::Error),
         &runs,
@@ -136,12 +133,12 @@ async fn conflict_strategies() {
     let noticed = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&noticed);
     let custom = counted(
-        Idempotency::with_store(Arc::clone(&store))
+        Idempotency::new(Arc::clone(&store))
             .namespace("custom")
             .key_by(|m: &Message| format!("{}/{}", m.source(), m.key()))
             .on_conflict_with(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
-                Ok(())
+                Ok(OnDuplicate::Skip)
             }),
         &runs,
     );
@@ -168,7 +165,7 @@ async fn processed_keys_can_expire() {
     let store = stores::both().remove(0).store;
     let runs = Arc::new(AtomicUsize::new(0));
     let pipeline = counted(
-        Idempotency::with_store(store).ttl(Duration::from_millis(50)),
+        Idempotency::new(store).ttl(Duration::from_millis(50)),
         &runs,
     );
     pipeline
@@ -184,25 +181,36 @@ async fn processed_keys_can_expire() {
 }
 
 #[tokio::test]
-async fn a_hold_left_by_a_crashed_run_is_taken_over() {
+async fn a_claim_left_by_a_crashed_run_is_respected_until_its_lease_runs_out() {
     for test_store in stores::both() {
-        // A previous run of the program took the key and died before finishing.
+        // Another run of the program took the key (lease 300 ms) and died before finishing.
         test_store
             .store
             .put(
                 "idempotency",
                 "order-9",
-                b"pending:previous-run".to_vec(),
-                None,
+                b"claim/0123456789abcdef/1".to_vec(),
+                Some(Duration::from_millis(300)),
             )
             .await
             .unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
-        let pipeline = counted(
-            Idempotency::with_store(Arc::clone(&test_store.store)),
+        let impatient = counted(
+            Idempotency::new(Arc::clone(&test_store.store)).max_wait(Duration::from_millis(50)),
             &runs,
         );
-        pipeline
+        let early = impatient
+            .process(Message::new("s", "order-9", Vec::new()))
+            .await;
+        assert!(
+            matches!(early, Err(PipelineError::InFlight { .. })),
+            "{}: a live claim is never taken for done: {early:?}",
+            test_store.name
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        // A patient duplicate waits for the lease to run out, then processes the message.
+        let patient = counted(Idempotency::new(Arc::clone(&test_store.store)), &runs);
+        patient
             .process(Message::new("s", "order-9", Vec::new()))
             .await
             .unwrap();

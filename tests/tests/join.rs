@@ -18,7 +18,7 @@ const SOURCES: [&str; 3] = ["order", "payment", "inventory"];
 /// A pipeline joining all three sources, counting joins per key into `joins`.
 fn counting_join(store: Arc<dyn Store>, joins: Arc<Mutex<BTreeMap<String, usize>>>) -> Pipeline {
     Pipeline::builder()
-        .then(Join::with_store(Condition::all_of(SOURCES), store))
+        .then(Join::new(Condition::all_of(SOURCES), store))
         .then(from_fn(move |joined: Message, _: Next| {
             *joins
                 .lock()
@@ -102,7 +102,7 @@ async fn a_failure_downstream_releases_the_claim_so_a_retry_joins_again() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&attempts);
     let pipeline = Pipeline::builder()
-        .then(Join::with_store(
+        .then(Join::new(
             Condition::all_of(["a", "b"]),
             Arc::clone(&test_store.store),
         ))
@@ -143,7 +143,7 @@ async fn conditions_and_output_shape() {
     let sink = Arc::clone(&seen);
     let pipeline = Pipeline::builder()
         .then(
-            Join::with_store(
+            Join::new(
                 Condition::any_of(["card", "cash"]).and(Condition::none_of(["fraud"])),
                 store,
             )
@@ -177,8 +177,8 @@ async fn conditions_and_output_shape() {
 #[tokio::test]
 async fn expired_incomplete_joins_are_reported_removed_and_dead_lettered() {
     for test_store in stores::both() {
-        let dead_letters = DeadLetters::with_store(Arc::clone(&test_store.store));
-        let join = Join::with_store(Condition::all_of(SOURCES), Arc::clone(&test_store.store))
+        let dead_letters = DeadLetters::new(Arc::clone(&test_store.store));
+        let join = Join::new(Condition::all_of(SOURCES), Arc::clone(&test_store.store))
             .expire_after(Duration::from_millis(50))
             .dead_letter_expired(dead_letters.clone());
         join.handle(Message::new("order", "late", Vec::new()), Next::end())
@@ -187,21 +187,28 @@ async fn expired_incomplete_joins_are_reported_removed_and_dead_lettered() {
         join.handle(Message::new("payment", "late", Vec::new()), Next::end())
             .await
             .unwrap();
-        assert!(join.sweep().await.unwrap().is_empty(), "not yet expired");
+        assert!(
+            join.sweep().await.unwrap().expired.is_empty(),
+            "not yet expired"
+        );
         tokio::time::sleep(Duration::from_millis(120)).await;
-        let expired = join.sweep().await.unwrap();
+        let expired = join.sweep().await.unwrap().expired;
         assert_eq!(expired.len(), 1, "{}", test_store.name);
         assert_eq!(expired[0].key, "late");
         assert_eq!(expired[0].missing, ["inventory"]);
         assert_eq!(expired[0].present, ["order", "payment"]);
         assert_eq!(test_store.store.count("join:parts").await.unwrap(), 0);
         let letters = dead_letters.list().await.unwrap();
-        assert_eq!(letters.len(), 2);
+        assert_eq!(letters.len(), 1, "one letter per expired join");
         assert!(
             letters[0].error.contains("missing source(s): inventory"),
             "{}",
             letters[0].error
         );
+        assert_eq!(letters[0].message.key(), "late");
+        let content: serde_json::Value =
+            serde_json::from_slice(letters[0].message.content()).unwrap();
+        assert_eq!(content, serde_json::json!({"order": "", "payment": ""}));
     }
 }
 
@@ -216,7 +223,7 @@ proptest! {
         keys in proptest::collection::vec((0u8..8, 1usize..3), 1..12),
         seed in any::<u64>(),
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = stores::both().remove(0).store;
         let joins = Arc::new(Mutex::new(BTreeMap::new()));
         let pipeline = counting_join(Arc::clone(&store), Arc::clone(&joins));

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_bus::pipeline::{
-    DeadLetters, Jitter, Message, Next, Pipeline, PipelineError, Retry, from_fn,
+    DeadLetters, Jitter, Message, Next, Pipeline, PipelineError, ReplayOutcome, Retry, from_fn,
 };
 use event_bus_tests::stores;
 use tokio::time::Instant;
@@ -155,7 +155,7 @@ async fn only_retryable_errors_are_retried_unless_told_otherwise() {
 #[tokio::test(start_paused = true)]
 async fn dead_letters_record_the_final_error_and_attempts_then_replay_and_delete() {
     for test_store in stores::both() {
-        let dead_letters = DeadLetters::with_store(Arc::clone(&test_store.store));
+        let dead_letters = DeadLetters::new(Arc::clone(&test_store.store));
         let healthy = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&healthy);
         let processed = Arc::new(AtomicU32::new(0));
@@ -200,20 +200,34 @@ async fn dead_letters_record_the_final_error_and_attempts_then_replay_and_delete
         assert!(dead_letters.delete(&letters[2].id).await.unwrap());
         assert!(!dead_letters.delete(&letters[2].id).await.unwrap());
 
-        // Still failing: replaying parks it again (a new dead letter).
+        // Still failing: replaying parks it again, under the same id (one letter per message).
+        let outcome = dead_letters
+            .replay(&letters[0].id, &pipeline)
+            .await
+            .unwrap();
         assert!(
-            dead_letters
-                .replay(&letters[0].id, &pipeline)
-                .await
-                .unwrap()
+            matches!(&outcome, ReplayOutcome::Parked { id } if *id == letters[0].id),
+            "{outcome:?}"
         );
         assert_eq!(dead_letters.count().await.unwrap(), 2);
+        let replayed = dead_letters.replay_all(&pipeline).await.unwrap();
+        assert_eq!(
+            (replayed.succeeded, replayed.failed, replayed.parked),
+            (0, 0, 2),
+            "a replay loop sees that nothing succeeded"
+        );
 
         healthy.store(true, Ordering::SeqCst);
         let replayed = dead_letters.replay_all(&pipeline).await.unwrap();
-        assert_eq!((replayed.succeeded, replayed.failed), (2, 0));
+        assert_eq!(
+            (replayed.succeeded, replayed.failed, replayed.parked),
+            (2, 0, 0)
+        );
         assert_eq!(dead_letters.count().await.unwrap(), 0);
         assert_eq!(processed.load(Ordering::SeqCst), 2);
-        assert!(!dead_letters.replay("missing", &pipeline).await.unwrap());
+        assert!(matches!(
+            dead_letters.replay("missing", &pipeline).await.unwrap(),
+            ReplayOutcome::NotFound
+        ));
     }
 }

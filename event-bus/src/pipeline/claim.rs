@@ -1,62 +1,386 @@
-//! Claiming a key for this run of the program: the shared step of [`Join`](super::Join) (one join
-//! per key) and [`Idempotency`](super::Idempotency) (one run per key).
+//! Claims: the one model behind [`Join`](super::Join) (one join per key),
+//! [`Idempotency`](super::Idempotency) (one run per key) and [`Durable`](super::Durable) (one
+//! processor per inbox message). See [the claim model](super#claims-leases-and-fencing) for the
+//! user-facing description.
+//!
+//! - A claim is a store record `claim/<owner>/<token>`: the owner is this **process run** (a
+//!   UUID drawn once per process), the token is unique within the run.
+//! - It has a **lease**: the record's time to live. The holder renews it (compare-and-swap on its
+//!   own value) every third of the lease while it works; a claim whose lease ran out is absent
+//!   for the store and free for anyone.
+//! - A live claim of another run is respected. A claim of this run whose token is no longer held
+//!   by anyone here (its holder was dropped, and the release failed or has not run yet) is an
+//!   **orphan** and is taken over at once, by compare-and-swap.
+//! - The holder commits with a batch that **expects** its claim value: a holder whose lease was
+//!   taken over cannot commit (fencing). It releases with the same precondition.
+//! - Dropping a holder (cancellation) forgets its token at once and releases the record in the
+//!   background when a tokio runtime is at hand.
+
+use std::collections::HashSet;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use super::error::PipelineError;
-use crate::store::Store;
+use crate::store::{Batch, Store, StoreError};
 
-/// A marker that says "this run holds the key": `<prefix><uuid of this run>`.
-#[derive(Clone)]
-pub(crate) struct Claim {
-    prefix: &'static [u8],
-    mine: Vec<u8>,
+/// The default lease of a claim (renewed while the holder works).
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+const PREFIX: &[u8] = b"claim/";
+
+/// This process run: its owner id and the tokens its live holders hold.
+struct Run {
+    owner: String,
+    next_token: AtomicU64,
+    live: Mutex<HashSet<u64>>,
 }
 
-impl Claim {
-    /// A fresh marker for this run (a new UUID), under `prefix`.
-    pub(crate) fn new(prefix: &'static [u8]) -> Self {
-        let mut mine = prefix.to_vec();
-        mine.extend_from_slice(uuid::Uuid::new_v4().to_string().as_bytes());
-        Claim { prefix, mine }
-    }
+static RUN: LazyLock<Run> = LazyLock::new(|| Run {
+    owner: uuid::Uuid::new_v4().simple().to_string(),
+    next_token: AtomicU64::new(1),
+    live: Mutex::new(HashSet::new()),
+});
 
-    /// This run's marker value.
-    pub(crate) fn mine(&self) -> &[u8] {
-        &self.mine
-    }
+/// A parsed claim value: (owner, token).
+fn parse(value: &[u8]) -> Option<(&str, u64)> {
+    let rest = value.strip_prefix(PREFIX)?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let (owner, token) = text.split_once('/')?;
+    Some((owner, token.parse().ok()?))
+}
 
-    /// Whether `marker` is a claim left by another run (which, with one process per store, has
-    /// crashed and will never finish).
-    pub(crate) fn is_stale(&self, marker: &[u8]) -> bool {
-        marker.starts_with(self.prefix) && marker != self.mine.as_slice()
-    }
+/// Whether `value` is a claim (of anyone).
+pub(crate) fn is_claim(value: &[u8]) -> bool {
+    parse(value).is_some()
+}
 
-    /// Takes `key` for this run: `true` if this call now holds it. A stale claim is taken over
-    /// with compare-and-swap, so of several takers only one wins.
-    pub(crate) async fn acquire(
-        &self,
-        store: &dyn Store,
-        namespace: &str,
-        key: &str,
-    ) -> Result<bool, PipelineError> {
-        for _ in 0..3 {
-            if store
-                .insert_if_absent(namespace, key, self.mine.clone(), None)
+/// Whether `value` is a claim that nobody works on: one of this run whose holder is gone.
+fn is_orphan(value: &[u8]) -> bool {
+    match parse(value) {
+        Some((owner, token)) => owner == RUN.owner && !RUN.live.lock().contains(&token),
+        None => false,
+    }
+}
+
+/// Where a claim lives and how long its lease is.
+#[derive(Clone)]
+pub(crate) struct Site {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) namespace: String,
+    pub(crate) lease: Duration,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("namespace", &self.namespace)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Site::acquire`] found.
+pub(crate) enum Acquired {
+    /// This call holds the key now.
+    Held(Holder),
+    /// Someone (here or elsewhere) holds a live claim on the key.
+    Busy,
+    /// The key holds a value that is not a claim (a "done" marker): returned as is.
+    Settled(Vec<u8>),
+}
+
+impl Site {
+    /// Tries to claim `key`: takes it if absent (or expired), takes over an orphan of this run,
+    /// respects any other live claim, and reports a settled value.
+    pub(crate) async fn acquire(&self, key: &str) -> Result<Acquired, PipelineError> {
+        let holder = Holder::new(self.clone(), key);
+        for _ in 0..4 {
+            if self
+                .store
+                .insert_if_absent(&self.namespace, key, holder.value.clone(), Some(self.lease))
                 .await?
             {
-                return Ok(true);
+                return Ok(Acquired::Held(holder.armed()));
             }
-            match store.get(namespace, key).await? {
-                // Released between the two calls: try again.
-                None => continue,
-                Some(held) if self.is_stale(&held) => {
-                    return Ok(store
-                        .compare_and_swap(namespace, key, held, self.mine.clone(), None)
-                        .await?);
+            match self.store.get(&self.namespace, key).await? {
+                None => continue, // released or expired in between: try again
+                Some(found) if is_orphan(&found) => {
+                    if self
+                        .store
+                        .compare_and_swap(
+                            &self.namespace,
+                            key,
+                            found,
+                            holder.value.clone(),
+                            Some(self.lease),
+                        )
+                        .await?
+                    {
+                        tracing::debug!(
+                            namespace = %self.namespace,
+                            key,
+                            "took over a claim its holder in this process left behind"
+                        );
+                        return Ok(Acquired::Held(holder.armed()));
+                    }
                 }
-                Some(_) => return Ok(false),
+                Some(found) if is_claim(&found) => return Ok(Acquired::Busy),
+                Some(settled) => return Ok(Acquired::Settled(settled)),
             }
         }
-        Ok(false)
+        Ok(Acquired::Busy)
+    }
+
+    /// A holder for `key` that does not hold it yet: write [`Holder::create`] in a batch, then
+    /// [`Holder::armed`] if the batch applied.
+    pub(crate) fn holder(&self, key: &str) -> Holder {
+        Holder::new(self.clone(), key)
+    }
+
+    /// Takes `key` over from the settled value `previous` (compare-and-swap), for reprocessing; on
+    /// release the key goes back to `previous` (with `ttl`).
+    pub(crate) async fn take_over_settled(
+        &self,
+        key: &str,
+        previous: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Holder>, PipelineError> {
+        let mut holder = Holder::new(self.clone(), key);
+        holder.restore = Some((previous.clone(), ttl));
+        let swapped = self
+            .store
+            .compare_and_swap(
+                &self.namespace,
+                key,
+                previous,
+                holder.value.clone(),
+                Some(self.lease),
+            )
+            .await?;
+        Ok(swapped.then(|| holder.armed()))
+    }
+}
+
+/// A held claim. Commit with [`fence`](Holder::fence) in the batch, then [`settled`](Holder::settled);
+/// or [`release`](Holder::release) it. Dropped while still held (a cancelled holder), it forgets its
+/// token at once and releases the record in the background.
+pub(crate) struct Holder {
+    site: Site,
+    key: String,
+    token: u64,
+    value: Vec<u8>,
+    /// What the key goes back to on release (`None`: deleted).
+    restore: Option<(Vec<u8>, Option<Duration>)>,
+    /// Whether the store record may still be ours and needs releasing.
+    armed: bool,
+}
+
+impl std::fmt::Debug for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holder")
+            .field("site", &self.site)
+            .field("key", &self.key)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Holder {
+    fn new(site: Site, key: &str) -> Self {
+        let token = RUN.next_token.fetch_add(1, Ordering::Relaxed);
+        RUN.live.lock().insert(token);
+        let mut value = PREFIX.to_vec();
+        value.extend_from_slice(format!("{}/{token}", RUN.owner).as_bytes());
+        Holder {
+            site,
+            key: key.to_owned(),
+            token,
+            value,
+            restore: None,
+            armed: false,
+        }
+    }
+
+    /// Marks the claim as written (and so to be released if this holder is dropped).
+    pub(crate) fn armed(mut self) -> Self {
+        self.armed = true;
+        self
+    }
+
+    /// The writes that claim the key if nobody holds it: a batch that fails with a conflict if
+    /// the key is taken.
+    pub(crate) fn create(&self) -> Batch {
+        Batch::new()
+            .expect_absent(self.site.namespace.clone(), self.key.clone())
+            .put(
+                self.site.namespace.clone(),
+                self.key.clone(),
+                self.value.clone(),
+                Some(self.site.lease),
+            )
+    }
+
+    /// The claimed key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// A batch whose first operation checks the claim is still this holder's: a commit built on it
+    /// fails with a conflict (writing nothing) if the lease was lost.
+    pub(crate) fn fence(&self) -> Batch {
+        Batch::new().expect(
+            self.site.namespace.clone(),
+            self.key.clone(),
+            self.value.clone(),
+        )
+    }
+
+    /// Applies `batch` (built on [`fence`](Holder::fence)), which settles the key; the claim is
+    /// over whatever the outcome. A lost lease is [`PipelineError::ClaimLost`].
+    pub(crate) async fn commit(mut self, batch: Batch) -> Result<(), PipelineError> {
+        match self.site.store.apply(batch).await {
+            Ok(()) => {
+                self.armed = false;
+                Ok(())
+            }
+            Err(error) if error.is_conflict() => {
+                self.armed = false;
+                Err(PipelineError::ClaimLost {
+                    key: self.key.clone(),
+                })
+            }
+            Err(error) => {
+                // The commit may or may not have happened: try to release (a no-op if it did).
+                self.release().await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Gives the key back (deleting the claim, or restoring what it replaced) if it is still this
+    /// holder's. Best effort: a store error is logged, and the claim becomes an orphan that this
+    /// process takes over at once and others after its lease.
+    pub(crate) async fn release(mut self) {
+        self.armed = false;
+        if let Err(error) = release(&self.site, &self.key, &self.value, &self.restore).await {
+            tracing::warn!(
+                namespace = %self.site.namespace,
+                key = %self.key,
+                %error,
+                "could not release a claim; it will be taken over"
+            );
+        }
+    }
+
+    /// Extends the lease; `false` if the claim is no longer this holder's.
+    async fn renew(&self) -> Result<bool, StoreError> {
+        self.site
+            .store
+            .compare_and_swap(
+                &self.site.namespace,
+                &self.key,
+                self.value.clone(),
+                self.value.clone(),
+                Some(self.site.lease),
+            )
+            .await
+    }
+
+    /// Runs `work` while renewing the lease every third of it. If a renewal finds the claim lost,
+    /// `work` is dropped (cancelled) and the result is [`PipelineError::ClaimLost`]. A renewal
+    /// that fails with a store error is retried at the next period.
+    pub(crate) async fn hold<T>(
+        &self,
+        work: impl Future<Output = Result<T, PipelineError>>,
+    ) -> Result<T, PipelineError> {
+        let period = self.site.lease / 3;
+        let mut work = pin!(work);
+        let mut timer = pin!(tokio::time::sleep(period));
+        let mut renewal = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            loop {
+                match renewal.as_mut() {
+                    None => {
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        renewal = Some(Box::pin(self.renew()));
+                    }
+                    Some(pending) => {
+                        let outcome = match pending.as_mut().poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(outcome) => outcome,
+                        };
+                        renewal = None;
+                        match outcome {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                return Poll::Ready(Err(PipelineError::ClaimLost {
+                                    key: self.key.clone(),
+                                }));
+                            }
+                            Err(error) => tracing::warn!(
+                                namespace = %self.site.namespace,
+                                key = %self.key,
+                                %error,
+                                "could not renew a claim's lease; retrying"
+                            ),
+                        }
+                        let next = tokio::time::Instant::now() + period;
+                        timer.as_mut().reset(next);
+                    }
+                }
+            }
+        })
+        .await
+    }
+}
+
+async fn release(
+    site: &Site,
+    key: &str,
+    value: &[u8],
+    restore: &Option<(Vec<u8>, Option<Duration>)>,
+) -> Result<(), StoreError> {
+    let batch = Batch::new().expect(site.namespace.clone(), key, value.to_vec());
+    let batch = match restore {
+        Some((previous, ttl)) => batch.put(site.namespace.clone(), key, previous.clone(), *ttl),
+        None => batch.delete(site.namespace.clone(), key),
+    };
+    match site.store.apply(batch).await {
+        Err(error) if !error.is_conflict() => Err(error),
+        _ => Ok(()), // released, or no longer ours
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        RUN.live.lock().remove(&self.token);
+        if !self.armed {
+            return;
+        }
+        // Cancelled while holding: the token is gone, so this process already treats the claim
+        // as an orphan; release the record too, so other processes need not wait for the lease.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (site, key, value, restore) = (
+                self.site.clone(),
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.value),
+                self.restore.take(),
+            );
+            runtime.spawn(async move {
+                let _ = release(&site, &key, &value, &restore).await;
+            });
+        }
     }
 }
 
@@ -65,21 +389,117 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
+    fn site(store: &Arc<MemoryStore>, lease: Duration) -> Site {
+        Site {
+            store: store.clone(),
+            namespace: "claims".to_owned(),
+            lease,
+        }
+    }
+
+    async fn held(site: &Site, key: &str) -> Option<Holder> {
+        match site.acquire(key).await {
+            Ok(Acquired::Held(holder)) => Some(holder),
+            _ => None,
+        }
+    }
+
     #[tokio::test]
-    async fn acquires_once_and_takes_over_only_stale_claims() {
-        let store = MemoryStore::new();
-        let (first, second) = (Claim::new(b"held:"), Claim::new(b"held:"));
-        assert!(first.acquire(&store, "ns", "k").await.unwrap_or(false));
-        assert!(!first.is_stale(first.mine()));
-        assert!(
-            second.is_stale(first.mine()),
-            "another run's claim is stale to this one"
-        );
-        // `second` plays the restarted program: it takes the key over, exactly once.
-        assert!(second.acquire(&store, "ns", "k").await.unwrap_or(false));
-        assert!(!second.acquire(&store, "ns", "k").await.unwrap_or(true));
-        // A value that is not a claim (a finished record) is never taken over.
-        let _ = store.put("ns", "done", b"done".to_vec(), None).await;
-        assert!(!first.acquire(&store, "ns", "done").await.unwrap_or(true));
+    async fn a_live_claim_is_respected_even_by_this_process() {
+        let store = Arc::new(MemoryStore::new());
+        let site = site(&store, Duration::from_secs(30));
+        let first = held(&site, "k").await;
+        assert!(first.is_some());
+        assert!(matches!(site.acquire("k").await, Ok(Acquired::Busy)));
+        if let Some(first) = first {
+            first.release().await;
+        }
+        assert!(held(&site, "k").await.is_some(), "released: free again");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_holder_leaves_an_orphan_this_process_takes_over() {
+        let store = Arc::new(MemoryStore::new());
+        let site = site(&store, Duration::from_secs(30));
+        let holder = held(&site, "k").await;
+        let value = holder.as_ref().map(|h| h.value.clone());
+        // Dropped (cancelled): its token is forgotten at once; the background release has not run
+        // yet when the next acquire looks.
+        drop(holder);
+        let taken = held(&site, "k").await;
+        assert!(taken.is_some(), "an orphan of this run is taken over");
+        assert_ne!(taken.as_ref().map(|h| h.value.clone()), value);
+    }
+
+    #[tokio::test]
+    async fn a_claim_of_another_run_is_free_only_after_its_lease() {
+        let store = Arc::new(MemoryStore::new());
+        let site = site(&store, Duration::from_millis(40));
+        let foreign = b"claim/another-run/7".to_vec();
+        let _ = store
+            .put("claims", "k", foreign, Some(Duration::from_millis(40)))
+            .await;
+        assert!(matches!(site.acquire("k").await, Ok(Acquired::Busy)));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(held(&site, "k").await.is_some(), "expired: taken");
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_lost_its_lease_cannot_commit() {
+        let store = Arc::new(MemoryStore::new());
+        let site = site(&store, Duration::from_millis(30));
+        let Some(late) = held(&site, "k").await else {
+            panic!("not acquired");
+        };
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let other = Site {
+            store: store.clone(),
+            namespace: "claims".to_owned(),
+            lease: Duration::from_secs(30),
+        };
+        let Some(winner) = held(&other, "k").await else {
+            panic!("the expired claim was not taken");
+        };
+        let batch = late.fence().put("claims", "k", b"done".to_vec(), None);
+        assert!(matches!(
+            late.commit(batch).await,
+            Err(PipelineError::ClaimLost { .. })
+        ));
+        let batch = winner.fence().put("claims", "k", b"done".to_vec(), None);
+        assert!(winner.commit(batch).await.is_ok());
+        assert!(matches!(site.acquire("k").await, Ok(Acquired::Settled(v)) if v == b"done"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holding_renews_the_lease_and_notices_a_loss() {
+        let store = Arc::new(MemoryStore::new());
+        let site = site(&store, Duration::from_secs(3));
+        let Some(holder) = held(&site, "k").await else {
+            panic!("not acquired");
+        };
+        // Longer than the lease: renewals keep it.
+        let kept = holder
+            .hold(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            })
+            .await;
+        assert!(kept.is_ok());
+        let _ = store.put("claims", "k", b"stolen".to_vec(), None).await;
+        let lost = holder
+            .hold(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(lost, Err(PipelineError::ClaimLost { .. })));
+    }
+
+    #[test]
+    fn claim_values_parse() {
+        assert_eq!(parse(b"claim/abc/12"), Some(("abc", 12)));
+        assert_eq!(parse(b"done"), None);
+        assert_eq!(parse(b"claim/abc"), None);
+        assert!(is_claim(b"claim/x/1") && !is_claim(b"joined"));
     }
 }

@@ -6,13 +6,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use std::time::Duration;
+
+use super::claim::{self, Acquired, Holder, Site};
 use super::error::PipelineError;
 use super::handler::{Handler, Next};
 use super::message::Message;
+use super::quarantine::quarantine;
 use super::typed::listen_with;
 use crate::event::Event;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Batch, IntoStore, Store};
 use crate::subscription::Subscription;
 
 /// A message persisted by [`Durable::accept`], waiting to be processed. Dropping it without calling
@@ -27,7 +31,7 @@ use crate::subscription::Subscription;
 /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
 /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
 /// drop(durable.accept(Message::new("s", "k", Vec::new())).await?); // "crash" before processing
-/// assert_eq!(durable.recover().await?.handled, 1);
+/// assert_eq!(durable.recover().await?.succeeded, 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -36,6 +40,8 @@ use crate::subscription::Subscription;
 pub struct Accepted {
     durable: Durable,
     message: Message,
+    /// The claim on the message; `None` when another holder is processing the same message.
+    holder: Option<Holder>,
 }
 
 impl Accepted {
@@ -59,7 +65,9 @@ impl Accepted {
     }
 
     /// Processes the message and removes it from the inbox if that succeeded; on failure it stays
-    /// there and the error is returned.
+    /// there and the error is returned. If another holder (in this process or another one) was
+    /// already processing the same message id when it was accepted, this returns `Ok` at once:
+    /// that holder answers for it, and the inbox keeps it until one of them succeeds.
     ///
     /// ```
     /// use event_bus::pipeline::{Durable, Message, Pipeline};
@@ -74,11 +82,15 @@ impl Accepted {
     /// # }
     /// ```
     pub async fn process(self) -> Result<(), PipelineError> {
-        let Accepted { durable, message } = self;
-        let id = message.id().to_owned();
-        durable.handler.handle(message, Next::end()).await?;
-        durable.store.delete(&durable.namespace, &id).await?;
-        Ok(())
+        let Accepted {
+            durable,
+            message,
+            holder,
+        } = self;
+        match holder {
+            Some(holder) => durable.process_held(holder, message).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -86,14 +98,20 @@ impl Accepted {
 ///
 /// ```
 /// let nothing = event_bus::pipeline::Recovered::default();
-/// assert_eq!((nothing.handled, nothing.failed), (0, 0));
+/// assert_eq!((nothing.succeeded, nothing.failed, nothing.in_flight), (0, 0, 0));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Recovered {
-    /// Messages found in the inbox and handled.
-    pub handled: usize,
-    /// Messages found whose processing failed again (they stay in the inbox).
+    /// Messages found in the inbox and processed successfully (now removed).
+    pub succeeded: usize,
+    /// Messages whose processing failed again (they stay in the inbox).
     pub failed: usize,
+    /// Messages skipped because a holder is processing them right now, in this process or, with a
+    /// live lease, in another one.
+    pub in_flight: usize,
+    /// Unreadable inbox records moved to the [`Quarantine`](super::Quarantine).
+    pub quarantined: usize,
 }
 
 /// Durable delivery in front of a handler (usually a [`Pipeline`](super::Pipeline)): each message is
@@ -104,6 +122,12 @@ pub struct Recovered {
 ///
 /// A message whose processing fails stays in the inbox (and `submit` returns the error); put
 /// [`DeadLetters`](super::DeadLetters) in the pipeline to park failures instead.
+///
+/// Each message being processed is **claimed** (see
+/// [the claim model](super#claims-leases-and-fencing)), so `recover` skips what is in flight, in
+/// this process or in another one sharing the store: calling it periodically to retry failed
+/// messages never runs a message twice at once. After a crash, the dead run's messages are
+/// recovered once their lease (30 s by default, [`lease`](Durable::lease)) has run out.
 ///
 /// ```
 /// use event_bus::pipeline::{Durable, Message, Pipeline};
@@ -116,7 +140,7 @@ pub struct Recovered {
 /// let store = Arc::new(SqliteStore::open(dir.path().join("inbox.db"))?);
 /// let durable = Durable::new(store, Pipeline::builder().build());
 /// let recovered = durable.recover().await?; // first thing after a (re)start
-/// assert_eq!(recovered.handled, 0);
+/// assert_eq!(recovered.succeeded, 0);
 /// durable.submit(Message::new("order", "7", b"{}".to_vec())).await?;
 /// assert_eq!(durable.pending().await?, 0);
 /// # Ok(())
@@ -127,6 +151,8 @@ pub struct Durable {
     store: Arc<dyn Store>,
     handler: Arc<dyn Handler>,
     namespace: String,
+    /// Claims on messages being processed: `<namespace>:claims`.
+    claims: Site,
 }
 
 impl fmt::Debug for Durable {
@@ -148,30 +174,22 @@ impl Durable {
     /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
     /// # drop(durable);
     /// ```
-    pub fn new<S: Store>(store: Arc<S>, handler: impl Handler) -> Self {
-        Durable::with_store(store, handler)
-    }
-
-    /// Same as [`new`](Durable::new), for a store already behind `Arc<dyn Store>`.
-    ///
-    /// ```
-    /// use event_bus::pipeline::{Durable, Pipeline};
-    /// use event_bus::store::{MemoryStore, Store};
-    /// use std::sync::Arc;
-    ///
-    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    /// let durable = Durable::with_store(store, Pipeline::builder().build());
-    /// # drop(durable);
-    /// ```
-    pub fn with_store(store: Arc<dyn Store>, handler: impl Handler) -> Self {
+    pub fn new(store: impl IntoStore, handler: impl Handler) -> Self {
+        let store = store.into_store();
         Durable {
+            claims: Site {
+                store: Arc::clone(&store),
+                namespace: "inbox:claims".to_owned(),
+                lease: claim::DEFAULT_LEASE,
+            },
             store,
             handler: Arc::new(handler),
             namespace: "inbox".to_owned(),
         }
     }
 
-    /// Keeps the inbox under `namespace` instead of `inbox`.
+    /// Keeps the inbox under `namespace` instead of `inbox` (and its claims under
+    /// `<namespace>:claims`).
     ///
     /// ```
     /// use event_bus::pipeline::{Durable, Pipeline};
@@ -184,6 +202,25 @@ impl Durable {
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
+        self.claims.namespace = format!("{}:claims", self.namespace);
+        self
+    }
+
+    /// The lease of the claim on a message being processed (default 30 s, renewed while it is):
+    /// how long [`recover`](Durable::recover) in another process waits before taking over a
+    /// message whose holder died.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build())
+    ///     .lease(Duration::from_secs(5));
+    /// # drop(durable);
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.claims.lease = lease.max(Duration::from_millis(3));
         self
     }
 
@@ -233,16 +270,62 @@ impl Durable {
     /// # }
     /// ```
     pub async fn accept(&self, message: Message) -> Result<Accepted, PipelineError> {
-        self.store
-            .put(&self.namespace, message.id(), message.encode()?, None)
-            .await?;
+        let id = message.id().to_owned();
+        let bytes = message.encode()?;
+        // One batch in the common case: the message, and the claim of whoever processes it.
+        let holder = self.claims.holder(&id);
+        let batch = Batch::new()
+            .put(self.namespace.clone(), id.clone(), bytes.clone(), None)
+            .extend(holder.create());
+        let holder = match self.store.apply(batch).await {
+            Ok(()) => Some(holder.armed()),
+            Err(error) if error.is_conflict() => {
+                drop(holder);
+                // Already claimed (the same message delivered twice, or left by a crash): make
+                // sure it is stored, then claim it if nobody is working on it.
+                self.store.put(&self.namespace, &id, bytes, None).await?;
+                match self.claims.acquire(&id).await? {
+                    Acquired::Held(holder) => Some(holder),
+                    Acquired::Busy | Acquired::Settled(_) => None,
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
         Ok(Accepted {
             durable: self.clone(),
             message,
+            holder,
         })
     }
 
-    /// Processes every message left in the inbox (oldest first), removing those handled.
+    /// Processes a claimed message; removes it (and the claim) on success, releases the claim on
+    /// failure.
+    async fn process_held(&self, holder: Holder, message: Message) -> Result<(), PipelineError> {
+        let id = message.id().to_owned();
+        match holder.hold(self.handler.handle(message, Next::end())).await {
+            Ok(()) => {
+                let done = holder
+                    .fence()
+                    .delete(self.claims.namespace.clone(), id.clone())
+                    .delete(self.namespace.clone(), id.clone());
+                if let Err(error) = holder.commit(done).await {
+                    // Processed, but still in the inbox: a later `recover` runs it again, which
+                    // idempotent handlers turn into a no-op.
+                    tracing::warn!(message = %id, %error, "processed message left in the inbox");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                holder.release().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Processes every message left in the inbox (oldest first) that nobody is processing, removing
+    /// those handled: after a restart, or periodically to retry messages whose processing failed.
+    /// Messages in flight (here, or in another process with a live lease) are skipped and counted;
+    /// unreadable records are quarantined and counted.
     ///
     /// ```
     /// use event_bus::pipeline::{Durable, Pipeline};
@@ -252,23 +335,38 @@ impl Durable {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
     /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
-    /// assert_eq!(durable.recover().await?.handled, 0);
+    /// assert_eq!(durable.recover().await?.succeeded, 0);
     /// # Ok(())
     /// # }
     /// ```
     pub async fn recover(&self) -> Result<Recovered, PipelineError> {
+        let mut recovered = Recovered::default();
         let mut left: Vec<(String, Message)> = Vec::new();
         for (id, bytes) in self.store.scan(&self.namespace, "").await? {
-            left.push((id, Message::decode(&bytes)?));
+            match Message::decode(&bytes) {
+                Ok(message) => left.push((id, message)),
+                Err(error) => {
+                    quarantine(self.store.as_ref(), &self.namespace, &id, bytes, &error).await?;
+                    recovered.quarantined += 1;
+                }
+            }
         }
         left.sort_by_key(|(_, message)| message.time());
-        let mut recovered = Recovered::default();
         for (id, message) in left {
-            match self.handler.handle(message, Next::end()).await {
-                Ok(()) => {
-                    self.store.delete(&self.namespace, &id).await?;
-                    recovered.handled += 1;
+            let holder = match self.claims.acquire(&id).await? {
+                Acquired::Held(holder) => holder,
+                Acquired::Busy | Acquired::Settled(_) => {
+                    recovered.in_flight += 1;
+                    continue;
                 }
+            };
+            // Processed and removed since the scan?
+            if self.store.get(&self.namespace, &id).await?.is_none() {
+                holder.release().await;
+                continue;
+            }
+            match self.process_held(holder, message).await {
+                Ok(()) => recovered.succeeded += 1,
                 Err(error) => {
                     tracing::warn!(message = %id, %error, "recovered message failed again");
                     recovered.failed += 1;

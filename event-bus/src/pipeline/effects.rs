@@ -14,6 +14,10 @@ tokio::task_local! {
 /// Stages store writes that commit **in the same atomic batch** as the idempotency record of the
 /// surrounding [`Idempotency`](super::Idempotency) handler, only if the rest of its chain succeeds.
 ///
+/// Only the writes of attempts that succeeded are kept: when the rest of a chain fails (even if
+/// a [`Retry`](super::Retry) then succeeds, or [`DeadLetters`](super::DeadLetters) parks the
+/// message), what it staged is discarded.
+///
 /// That closes the gap between "the business effect happened" and "the message is marked
 /// processed": a crash can no longer leave one without the other, so after a restart the message is
 /// either fully applied (and skipped as a duplicate) or not at all (and processed again). Writes
@@ -54,6 +58,16 @@ pub fn stage(batch: Batch) -> Result<(), PipelineError> {
                 "`stage` was called outside the chain of an `Idempotency` handler".to_owned(),
             )
         })
+}
+
+/// How much is staged so far, when inside an `Idempotency` chain: a mark to roll back to.
+pub(crate) fn mark() -> Option<usize> {
+    STAGED.try_with(|staged| staged.lock().len()).ok()
+}
+
+/// Discards what was staged after `mark`: the writes of an attempt that failed.
+pub(crate) fn roll_back(mark: usize) {
+    let _ = STAGED.try_with(|staged| staged.lock().truncate(mark));
 }
 
 /// Runs `future` with a fresh staging area; returns its output and what it staged.

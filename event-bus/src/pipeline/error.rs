@@ -84,6 +84,27 @@ pub enum PipelineError {
         /// The sources the join condition still needed.
         missing: Vec<String>,
     },
+    /// Another holder (in this process or another one) is working on this key right now, and did
+    /// not finish within the wait; try again later (retryable).
+    #[error("key `{key}` is being processed elsewhere")]
+    InFlight {
+        /// The key.
+        key: String,
+    },
+    /// This holder's claim on a key was lost (its lease ran out and another holder took the key
+    /// over), so its work was cancelled or its commit refused (retryable).
+    #[error("lost the claim on key `{key}` to another holder")]
+    ClaimLost {
+        /// The key.
+        key: String,
+    },
+    /// A message needs a key here (for instance in [`Idempotency`](crate::pipeline::Idempotency))
+    /// and has none.
+    #[error("a message from `{source_name}` has no key, and one is needed here")]
+    MissingKey {
+        /// The message's source.
+        source_name: String,
+    },
     /// An adapter was configured inconsistently.
     #[error("invalid pipeline configuration: {0}")]
     Config(String),
@@ -115,8 +136,9 @@ impl PipelineError {
     }
 
     /// Whether [`Retry`](crate::pipeline::Retry) tries again after this error: handler errors
-    /// marked retryable, timeouts and store failures are; panics, duplicates, decoding and
-    /// configuration errors, expired joins and exhausted retries are not.
+    /// marked retryable, timeouts, store failures, keys in flight elsewhere and lost claims are;
+    /// panics, duplicates, missing keys, decoding and configuration errors, expired joins and
+    /// exhausted retries are not.
     ///
     /// ```
     /// use event_bus::pipeline::PipelineError;
@@ -128,7 +150,10 @@ impl PipelineError {
     pub fn is_retryable(&self) -> bool {
         match self {
             PipelineError::Handler { retryable, .. } => *retryable,
-            PipelineError::Timeout(_) | PipelineError::Store(_) => true,
+            PipelineError::Timeout(_)
+            | PipelineError::Store(_)
+            | PipelineError::InFlight { .. }
+            | PipelineError::ClaimLost { .. } => true,
             _ => false,
         }
     }

@@ -6,6 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::effects;
 use super::error::PipelineError;
 use super::message::Message;
 use crate::panic::{CatchPanic, panic_message};
@@ -138,10 +139,16 @@ impl Next {
         };
         match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
             Ok(future) => Box::pin(async move {
-                match CatchPanic::new(future).await {
+                // Writes staged by this hop and the rest belong to it: a failure discards them.
+                let mark = effects::mark();
+                let result = match CatchPanic::new(future).await {
                     Ok(result) => result,
                     Err(panic) => Err(PipelineError::Panic(panic)),
+                };
+                if let (Err(_), Some(mark)) = (&result, mark) {
+                    effects::roll_back(mark);
                 }
+                result
             }),
             Err(payload) => Box::pin(ready(Err(PipelineError::Panic(panic_message(payload))))),
         }

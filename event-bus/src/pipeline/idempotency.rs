@@ -5,25 +5,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::claim::Claim;
+use super::claim::{self, Acquired, Holder, Site};
 use super::effects;
 use super::error::PipelineError;
 use super::handler::{Handler, HandlerFuture, Next};
 use super::message::Message;
-use crate::store::{Batch, Store};
+use super::quarantine::quarantine;
+use crate::store::IntoStore;
 
-type KeyFn = dyn Fn(&Message) -> String + Send + Sync;
-type ConflictFn = dyn Fn(&Message) -> Result<(), PipelineError> + Send + Sync;
+type KeyFn = dyn Fn(&Message) -> Result<String, PipelineError> + Send + Sync;
+type ConflictFn = dyn Fn(&Message) -> Result<OnDuplicate, PipelineError> + Send + Sync;
 
-/// What [`Idempotency`] does with a message whose key was already processed, or is being processed.
+/// What [`Idempotency`] does with a message whose key was already processed.
+///
+/// (A key being processed right now, here or in another process, is not a duplicate yet: the
+/// message waits for the outcome. See [`Idempotency`].)
 ///
 /// ```
-/// use event_bus::pipeline::{Conflict, Idempotency, PipelineError};
+/// use event_bus::pipeline::{Conflict, Idempotency, OnDuplicate, PipelineError};
 /// use event_bus::store::MemoryStore;
 /// use std::sync::Arc;
 ///
 /// let custom = Conflict::With(Arc::new(|message| {
-///     Err(PipelineError::permanent(format!("{} seen twice", message.key())))
+///     if message.metadata().contains_key("force") {
+///         Ok(OnDuplicate::Reprocess)
+///     } else {
+///         Err(PipelineError::permanent(format!("{} seen twice", message.key())))
+///     }
 /// }));
 /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new())).on_conflict(custom);
 /// # drop(idempotency);
@@ -36,8 +44,28 @@ pub enum Conflict {
     Skip,
     /// Fail with [`PipelineError::Duplicate`].
     Error,
-    /// Let a function decide (return `Ok(())` to skip, or an error).
+    /// Let a function decide (see [`OnDuplicate`]), or fail with its error.
     With(Arc<ConflictFn>),
+}
+
+/// What a [`Conflict::With`] function decides for a duplicate.
+///
+/// ```
+/// use event_bus::pipeline::OnDuplicate;
+///
+/// assert_ne!(OnDuplicate::Skip, OnDuplicate::Forward);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnDuplicate {
+    /// Stop here, successfully.
+    Skip,
+    /// Pass the duplicate on to the rest of the chain, without claiming or recording anything
+    /// (for handlers that answer duplicates, say by replying with the earlier result).
+    Forward,
+    /// Process it again, as if new: the key is claimed (exclusively, as for a new key), the rest
+    /// of the chain runs, and the key is recorded again on success (restored on failure).
+    Reprocess,
 }
 
 impl fmt::Debug for Conflict {
@@ -55,14 +83,22 @@ impl fmt::Debug for Conflict {
 ///
 /// Unlike event-driver's cache and watermill's deduplicator, which record the key *before* the
 /// business handler runs (so a failure loses the message for good), the record is **committed only
-/// after the rest of the chain succeeds** and **released when it fails**, so a redelivered message
-/// is processed. While a message is in flight its key is held, so of concurrent duplicates exactly
-/// one runs. Writes [`stage`](super::stage)d by the chain commit in the same atomic batch as the
-/// record.
+/// after the rest of the chain succeeds** and **released when it fails or is cancelled**, so a
+/// redelivered message is processed. Writes [`stage`](super::stage)d by the chain commit in the
+/// same atomic batch as the record; those of failed attempts are discarded.
 ///
-/// A held key whose holder was a previous run of the program (it crashed mid-message) is taken
-/// over, so recovery reprocesses the message. This assumes one process per store; several
-/// processes sharing a store need a lease, which this adapter does not implement.
+/// While a message is in flight its key is **claimed** (see
+/// [the claim model](super#claims-leases-and-fencing)): a duplicate arriving meanwhile, in this
+/// process or another one sharing the store, waits for the outcome (up to
+/// [`max_wait`](Idempotency::max_wait), one lease by default): if the holder commits, it is a
+/// duplicate ([`Conflict`] decides); if the holder fails, it runs. Past the wait it fails with
+/// [`PipelineError::InFlight`] (retryable). Of concurrent duplicates exactly one runs, and a
+/// duplicate is never reported done before the original is.
+///
+/// A message without a key fails with [`PipelineError::MissingKey`] (all keyless messages would
+/// otherwise share the key `""`). With a [`ttl`](Idempotency::ttl), the handler also purges
+/// expired records itself: every 64th commit removes up to 256 expired records, so the store stays
+/// bounded at a cost of one extra store call per 64 messages.
 ///
 /// ```
 /// use event_bus::pipeline::{Idempotency, Message, Next, Pipeline, from_fn};
@@ -95,13 +131,11 @@ pub struct Idempotency {
 
 #[derive(Clone)]
 struct Inner {
-    store: Arc<dyn Store>,
-    namespace: String,
+    site: Site,
     key: Option<Arc<KeyFn>>,
     conflict: Conflict,
     ttl: Option<Duration>,
-    /// This value's in-flight marker: `pending:<uuid of this run>`.
-    pending: Claim,
+    max_wait: Option<Duration>,
     counters: Arc<Counters>,
 }
 
@@ -126,7 +160,7 @@ struct Counters {
 pub struct IdempotencyStats {
     /// Messages whose chain succeeded and whose key is now recorded.
     pub processed: u64,
-    /// Messages stopped as duplicates (handled by the conflict strategy).
+    /// Messages found to be duplicates (handled by the conflict strategy).
     pub duplicates: u64,
     /// Messages whose chain failed, releasing their key.
     pub released: u64,
@@ -135,15 +169,19 @@ pub struct IdempotencyStats {
 impl fmt::Debug for Idempotency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idempotency")
-            .field("namespace", &self.inner.namespace)
+            .field("namespace", &self.inner.site.namespace)
             .field("conflict", &self.inner.conflict)
             .field("ttl", &self.inner.ttl)
+            .field("lease", &self.inner.site.lease)
             .finish_non_exhaustive()
     }
 }
 
-const PENDING: &[u8] = b"pending:";
 const DONE: &[u8] = b"done";
+/// Every this many commits, a purge of expired records (with a TTL).
+const PURGE_EVERY: u64 = 64;
+/// The most records one purge removes.
+const PURGE_LIMIT: usize = 256;
 
 impl Idempotency {
     /// Keys records by message key, in `store` under the namespace `idempotency`; conflicts skip.
@@ -156,31 +194,18 @@ impl Idempotency {
     /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new()));
     /// # drop(idempotency);
     /// ```
-    pub fn new<S: Store>(store: Arc<S>) -> Self {
-        Idempotency::with_store(store)
-    }
-
-    /// Same as [`new`](Idempotency::new), for a store already behind `Arc<dyn Store>`.
-    ///
-    /// ```
-    /// use event_bus::pipeline::Idempotency;
-    /// use event_bus::store::{MemoryStore, Store};
-    /// use std::sync::Arc;
-    ///
-    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    /// let idempotency = Idempotency::with_store(store);
-    /// # drop(idempotency);
-    /// ```
-    pub fn with_store(store: Arc<dyn Store>) -> Self {
-        let pending = Claim::new(PENDING);
+    pub fn new(store: impl IntoStore) -> Self {
         Idempotency {
             inner: Arc::new(Inner {
-                store,
-                namespace: "idempotency".to_owned(),
+                site: Site {
+                    store: store.into_store(),
+                    namespace: "idempotency".to_owned(),
+                    lease: claim::DEFAULT_LEASE,
+                },
                 key: None,
                 conflict: Conflict::Skip,
                 ttl: None,
-                pending,
+                max_wait: None,
                 counters: Arc::default(),
             }),
         }
@@ -197,7 +222,7 @@ impl Idempotency {
     /// # drop(idempotency);
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.inner).namespace = namespace.into();
+        Arc::make_mut(&mut self.inner).site.namespace = namespace.into();
         self
     }
 
@@ -211,7 +236,30 @@ impl Idempotency {
     /// let by_id = Idempotency::new(Arc::new(MemoryStore::new())).key_by(|m: &Message| m.id().to_owned());
     /// # drop(by_id);
     /// ```
-    pub fn key_by(mut self, key: impl Fn(&Message) -> String + Send + Sync + 'static) -> Self {
+    pub fn key_by(self, key: impl Fn(&Message) -> String + Send + Sync + 'static) -> Self {
+        self.try_key_by(move |message| Ok(key(message)))
+    }
+
+    /// Derives the idempotency key with a function that may fail (for instance, parsing it out of
+    /// the content); its error fails the message.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Idempotency, Message, PipelineError};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// let by_header = Idempotency::new(Arc::new(MemoryStore::new())).try_key_by(|m: &Message| {
+    ///     m.metadata()
+    ///         .get("request-id")
+    ///         .cloned()
+    ///         .ok_or_else(|| PipelineError::permanent("no request-id header"))
+    /// });
+    /// # drop(by_header);
+    /// ```
+    pub fn try_key_by(
+        mut self,
+        key: impl Fn(&Message) -> Result<String, PipelineError> + Send + Sync + 'static,
+    ) -> Self {
         Arc::make_mut(&mut self.inner).key = Some(Arc::new(key));
         self
     }
@@ -234,7 +282,7 @@ impl Idempotency {
     /// Shorthand for [`Conflict::With`]: `f` decides what a duplicate does.
     ///
     /// ```
-    /// use event_bus::pipeline::{Idempotency, Message};
+    /// use event_bus::pipeline::{Idempotency, Message, OnDuplicate};
     /// use event_bus::store::MemoryStore;
     /// use std::sync::Arc;
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,15 +291,47 @@ impl Idempotency {
     /// let counter = duplicates.clone();
     /// let counting = Idempotency::new(Arc::new(MemoryStore::new())).on_conflict_with(move |_: &Message| {
     ///     counter.fetch_add(1, Ordering::Relaxed);
-    ///     Ok(())
+    ///     Ok(OnDuplicate::Forward) // let the rest of the chain see it too
     /// });
     /// # drop(counting);
     /// ```
     pub fn on_conflict_with(
         self,
-        f: impl Fn(&Message) -> Result<(), PipelineError> + Send + Sync + 'static,
+        f: impl Fn(&Message) -> Result<OnDuplicate, PipelineError> + Send + Sync + 'static,
     ) -> Self {
         self.on_conflict(Conflict::With(Arc::new(f)))
+    }
+
+    /// The lease of the claim on a key in flight (default 30 s, renewed while the rest of the
+    /// chain runs): how long other processes wait before taking over a key whose holder died.
+    ///
+    /// ```
+    /// use event_bus::pipeline::Idempotency;
+    /// use event_bus::store::MemoryStore;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new())).lease(Duration::from_secs(5));
+    /// # drop(idempotency);
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).site.lease = lease.max(Duration::from_millis(3));
+        self
+    }
+
+    /// How long a message waits for another holder of its key to finish before failing with
+    /// [`PipelineError::InFlight`] (default: one lease).
+    ///
+    /// ```
+    /// use event_bus::pipeline::Idempotency;
+    /// use event_bus::store::MemoryStore;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let impatient = Idempotency::new(Arc::new(MemoryStore::new())).max_wait(Duration::ZERO);
+    /// # drop(impatient);
+    /// ```
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).max_wait = Some(wait);
+        self
     }
 
     /// Counts of processed messages, duplicates and released keys since this value was created.
@@ -298,18 +378,101 @@ impl Idempotency {
 }
 
 impl Inner {
-    fn key_of(&self, message: &Message) -> String {
-        match &self.key {
-            Some(key) => key(message),
+    fn key_of(&self, message: &Message) -> Result<String, PipelineError> {
+        let key = match &self.key {
+            Some(key) => key(message)?,
             None => message.key().to_owned(),
+        };
+        if key.is_empty() {
+            return Err(PipelineError::MissingKey {
+                source_name: message.source().to_owned(),
+            });
+        }
+        Ok(key)
+    }
+
+    async fn handle(&self, message: Message, next: Next) -> Result<(), PipelineError> {
+        let key = self.key_of(&message)?;
+        let wait = self.max_wait.unwrap_or(self.site.lease);
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.site.acquire(&key).await? {
+                Acquired::Held(holder) => return self.run(holder, message, next).await,
+                Acquired::Settled(marker) if marker == DONE => {
+                    return self.duplicate(message, key, next).await;
+                }
+                Acquired::Settled(unknown) => {
+                    // Not a record this handler wrote: move it aside and take the key.
+                    let error = PipelineError::Corrupt(format!("idempotency record `{key}`"));
+                    let store = self.site.store.as_ref();
+                    quarantine(store, &self.site.namespace, &key, unknown, &error).await?;
+                }
+                Acquired::Busy => {
+                    if started.elapsed() >= wait {
+                        return Err(PipelineError::InFlight { key });
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+            }
         }
     }
 
-    fn conflict(&self, message: &Message, key: String) -> Result<(), PipelineError> {
+    async fn duplicate(
+        &self,
+        message: Message,
+        key: String,
+        next: Next,
+    ) -> Result<(), PipelineError> {
+        self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(namespace = %self.site.namespace, key, "duplicate message");
         match &self.conflict {
             Conflict::Skip => Ok(()),
             Conflict::Error => Err(PipelineError::Duplicate { key }),
-            Conflict::With(decide) => decide(message),
+            Conflict::With(decide) => match decide(&message)? {
+                OnDuplicate::Skip => Ok(()),
+                OnDuplicate::Forward => next.run(message).await,
+                OnDuplicate::Reprocess => {
+                    match self
+                        .site
+                        .take_over_settled(&key, DONE.to_vec(), self.ttl)
+                        .await?
+                    {
+                        Some(holder) => self.run(holder, message, next).await,
+                        None => Err(PipelineError::InFlight { key }),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Runs the rest of the chain while holding the key; commits the record with what was staged,
+    /// or releases the key.
+    async fn run(&self, holder: Holder, message: Message, next: Next) -> Result<(), PipelineError> {
+        let (result, staged) = effects::collect(holder.hold(next.run(message))).await;
+        match result {
+            Ok(()) => {
+                let key = holder.key().to_owned();
+                let commit = holder
+                    .fence()
+                    .put(self.site.namespace.clone(), key, DONE.to_vec(), self.ttl)
+                    .extend(staged);
+                holder.commit(commit).await?;
+                let processed = self.counters.processed.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.ttl.is_some()
+                    && processed.is_multiple_of(PURGE_EVERY)
+                    && let Err(error) = self.site.store.purge_expired(PURGE_LIMIT).await
+                {
+                    tracing::debug!(%error, "purging expired idempotency records failed");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                holder.release().await;
+                self.counters.released.fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
         }
     }
 }
@@ -317,32 +480,6 @@ impl Inner {
 impl Handler for Idempotency {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let key = inner.key_of(&message);
-            if !inner
-                .pending
-                .acquire(inner.store.as_ref(), &inner.namespace, &key)
-                .await?
-            {
-                inner.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                return inner.conflict(&message, key);
-            }
-            let (result, staged) = effects::collect(next.run(message)).await;
-            match result {
-                Ok(()) => {
-                    let commit = Batch::new()
-                        .put(inner.namespace.clone(), key, DONE.to_vec(), inner.ttl)
-                        .extend(staged);
-                    inner.store.apply(commit).await?;
-                    inner.counters.processed.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(error) => {
-                    inner.store.delete(&inner.namespace, &key).await?;
-                    inner.counters.released.fetch_add(1, Ordering::Relaxed);
-                    Err(error)
-                }
-            }
-        })
+        Box::pin(async move { inner.handle(message, next).await })
     }
 }

@@ -6,18 +6,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 pub use condition::Condition;
 
-use super::claim::Claim;
-use super::dead_letter::DeadLetters;
+use super::claim::{self, Acquired, Holder, Site};
+use super::dead_letter::{
+    DeadLetters, JOIN_EXPIRED, JOIN_UNIT, clear_failed_unit, note_failed_unit,
+};
 use super::error::PipelineError;
 use super::handler::{Handler, HandlerFuture, Next};
 use super::message::Message;
-use crate::store::{Batch, Store, now_millis};
+use super::quarantine::quarantine;
+use crate::store::{Batch, IntoStore, Store, now_millis};
 
 /// The source of joined messages unless [`Join::output_source`] sets another.
 ///
@@ -25,6 +28,9 @@ use crate::store::{Batch, Store, now_millis};
 /// assert_eq!(event_bus::pipeline::COMPOSED_SOURCE, "composed-event");
 /// ```
 pub const COMPOSED_SOURCE: &str = "composed-event";
+
+/// Metadata of a joined message: its sources, comma-separated.
+const JOINED_SOURCES: &str = "joined-sources";
 
 /// A stored part: the message and when it arrived.
 #[derive(Serialize, Deserialize)]
@@ -35,21 +41,29 @@ struct Part {
 
 /// Joins messages that share a key: each arriving message is stored as a part; when the parts of
 /// a key satisfy the [`Condition`], **exactly one** joined message goes on, even when parts arrive
-/// concurrently and out of order.
+/// concurrently, out of order, or in several processes sharing the store.
 ///
 /// The joined message has the key, source [`COMPOSED_SOURCE`] (or
-/// [`output_source`](Join::output_source)) and as content a JSON object with one entry per source:
-/// a part whose content is a JSON object is embedded as an object, any other content as a string.
+/// [`output_source`](Join::output_source)), the metadata `joined-sources` (the sources,
+/// comma-separated) and as content a JSON object with one entry per source: a part whose content
+/// is a JSON object is embedded as an object, any other content as a string.
 ///
 /// Every message reaching the join is a part (put a [`Filter`](super::Filter) in front to keep
 /// other messages out); per key, the first part of each source is kept and later copies count as
 /// duplicates.
 ///
-/// After the rest of the chain succeeds, the key's parts are deleted and the key is remembered as
-/// joined, so a part arriving again (a duplicate, a redelivery) does not re-emit the join. If the
-/// rest of the chain fails, the claim is released and the parts kept, so a retry joins again.
-/// With [`expire_after`](Join::expire_after), [`sweep`](Join::sweep) reports and removes joins
-/// still incomplete after that long (which sources were missing), optionally as dead letters.
+/// The part that completes a key **claims** it (see [the claim model](super#claims-leases-and-fencing))
+/// and runs the rest of the chain; parts arriving meanwhile are stored and return at once. After
+/// the rest of the chain succeeds, the key's parts are deleted and the key is remembered as joined
+/// in one atomic, fenced batch, so a part arriving again (a duplicate, a redelivery) does not
+/// re-emit the join. If the rest of the chain fails (or the join is cancelled), the claim is
+/// released and the parts kept, so a retry or redelivery joins again; under a
+/// [`DeadLetters`] the failed join is parked as one letter holding the joined message, which
+/// [`DeadLetters::replay`] hands back to this join to run below it.
+///
+/// [`pending`](Join::pending) lists incomplete joins; with [`expire_after`](Join::expire_after),
+/// [`sweep`](Join::sweep) removes those incomplete for too long, reporting which sources were
+/// missing, optionally as dead letters. It never touches a key being joined or a complete join.
 ///
 /// ```
 /// use event_bus::pipeline::{Condition, Join, Message, Next, Pipeline, from_fn};
@@ -82,14 +96,14 @@ pub struct Join {
 struct Inner {
     condition: Condition,
     store: Arc<dyn Store>,
+    namespace: String,
     parts: String,
-    joined: String,
+    /// Claims on keys being joined, and the "joined" markers.
+    joined: Site,
     output_source: String,
     expire_after: Option<Duration>,
     remember_joined: Option<Duration>,
     dead_letters: Option<DeadLetters>,
-    /// This value's claim marker: `claimed:<uuid of this run>`.
-    claim: Claim,
     counters: Arc<Counters>,
 }
 
@@ -127,11 +141,43 @@ impl fmt::Debug for Join {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Join")
             .field("condition", &self.inner.condition)
-            .field("namespace", &self.inner.parts)
+            .field("namespace", &self.inner.namespace)
             .field("output_source", &self.inner.output_source)
             .field("expire_after", &self.inner.expire_after)
+            .field("lease", &self.inner.joined.lease)
             .finish_non_exhaustive()
     }
+}
+
+/// A join still waiting for parts; from [`Join::pending`].
+///
+/// ```
+/// use event_bus::pipeline::{Condition, Handler, Join, Message, Next};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// let join = Join::new(Condition::all_of(["order", "payment"]), Arc::new(MemoryStore::new()));
+/// join.handle(Message::new("order", "7", Vec::new()), Next::end()).await?;
+/// let pending = join.pending().await?;
+/// assert_eq!((pending[0].key.as_str(), pending[0].missing.clone()), ("7", vec!["payment".to_owned()]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJoin {
+    /// The join key.
+    pub key: String,
+    /// The sources that arrived.
+    pub present: Vec<String>,
+    /// The sources the condition still needs (empty for a complete join whose rest of the chain
+    /// failed or is running: see `in_flight`).
+    pub missing: Vec<String>,
+    /// When its first part arrived.
+    pub since: SystemTime,
+    /// Whether a holder is joining it right now.
+    pub in_flight: bool,
 }
 
 /// A join that did not complete in time; from [`Join::sweep`].
@@ -146,7 +192,7 @@ impl fmt::Debug for Join {
 /// let join = Join::new(Condition::all_of(["a", "b"]), Arc::new(MemoryStore::new()))
 ///     .expire_after(Duration::ZERO);
 /// join.handle(Message::new("a", "k", b"{}".to_vec()), Next::end()).await?;
-/// let expired = join.sweep().await?.remove(0);
+/// let expired = join.sweep().await?.expired.remove(0);
 /// assert_eq!((expired.present, expired.missing), (vec!["a".to_owned()], vec!["b".to_owned()]));
 /// assert_eq!(expired.parts[0].content(), b"{}");
 /// # Ok(())
@@ -164,8 +210,30 @@ pub struct ExpiredJoin {
     pub parts: Vec<Message>,
 }
 
+/// What [`Join::sweep`] did.
+///
+/// ```
+/// let nothing = event_bus::pipeline::Swept::default();
+/// assert!(nothing.expired.is_empty() && nothing.in_flight == 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Swept {
+    /// The joins expired (removed, and parked as dead letters if so configured).
+    pub expired: Vec<ExpiredJoin>,
+    /// Keys left alone because a holder is joining them right now.
+    pub in_flight: usize,
+    /// Keys left alone because their parts are complete: their join failed (see the dead
+    /// letters) or waits for a redelivery; they are never expired.
+    pub complete: usize,
+    /// Stray parts removed for keys that had already joined.
+    pub strays: usize,
+    /// Unreadable parts moved to the [`Quarantine`](super::Quarantine).
+    pub quarantined: usize,
+}
+
 impl Join {
-    /// A join on `condition`, keeping its parts in `store` under the namespace `join`.
+    /// A join on `condition`, keeping its records in `store` under the namespace `join`.
     ///
     /// ```
     /// use event_bus::pipeline::{Condition, Join};
@@ -175,38 +243,27 @@ impl Join {
     /// let join = Join::new(Condition::all_of(["a", "b"]), Arc::new(MemoryStore::new()));
     /// # drop(join);
     /// ```
-    pub fn new<S: Store>(condition: Condition, store: Arc<S>) -> Self {
-        Join::with_store(condition, store)
-    }
-
-    /// Same as [`new`](Join::new), for a store already behind `Arc<dyn Store>`.
-    ///
-    /// ```
-    /// use event_bus::pipeline::{Condition, Join};
-    /// use event_bus::store::{MemoryStore, Store};
-    /// use std::sync::Arc;
-    ///
-    /// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    /// let join = Join::with_store(Condition::all_of(["a"]), store);
-    /// # drop(join);
-    /// ```
-    pub fn with_store(condition: Condition, store: Arc<dyn Store>) -> Self {
-        let claim = Claim::new(CLAIMED);
+    pub fn new(condition: Condition, store: impl IntoStore) -> Self {
+        let store = store.into_store();
         let mut join = Join {
             inner: Arc::new(Inner {
                 condition,
+                joined: Site {
+                    store: Arc::clone(&store),
+                    namespace: String::new(),
+                    lease: claim::DEFAULT_LEASE,
+                },
                 store,
+                namespace: String::new(),
                 parts: String::new(),
-                joined: String::new(),
                 output_source: COMPOSED_SOURCE.to_owned(),
                 expire_after: None,
                 remember_joined: None,
                 dead_letters: None,
-                claim,
                 counters: Arc::default(),
             }),
         };
-        join.set_namespace("join");
+        join.set_namespace("join".to_owned());
         join
     }
 
@@ -215,10 +272,11 @@ impl Join {
         Arc::make_mut(&mut self.inner)
     }
 
-    fn set_namespace(&mut self, namespace: &str) {
+    fn set_namespace(&mut self, namespace: String) {
         let inner = self.inner_mut();
         inner.parts = format!("{namespace}:parts");
-        inner.joined = format!("{namespace}:joined");
+        inner.joined.namespace = format!("{namespace}:joined");
+        inner.namespace = namespace;
     }
 
     /// Keeps this join's records under `namespace` (default `join`): give each join of a store
@@ -232,8 +290,8 @@ impl Join {
     /// let join = Join::new(Condition::all_of(["a"]), Arc::new(MemoryStore::new())).namespace("orders");
     /// # drop(join);
     /// ```
-    pub fn namespace(mut self, namespace: &str) -> Self {
-        self.set_namespace(namespace);
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.set_namespace(namespace.into());
         self
     }
 
@@ -249,6 +307,23 @@ impl Join {
     /// ```
     pub fn output_source(mut self, source: impl Into<String>) -> Self {
         self.inner_mut().output_source = source.into();
+        self
+    }
+
+    /// The lease of the claim on a key being joined (default 30 s, renewed while the rest of the
+    /// chain runs): how long other processes wait before taking over a join whose holder died.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Condition, Join};
+    /// use event_bus::store::MemoryStore;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let join = Join::new(Condition::all_of(["a"]), Arc::new(MemoryStore::new()))
+    ///     .lease(Duration::from_secs(5));
+    /// # drop(join);
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.inner_mut().joined.lease = lease.max(Duration::from_millis(3));
         self
     }
 
@@ -286,8 +361,9 @@ impl Join {
         self
     }
 
-    /// Also records each expired join as a dead letter (one per part, with
-    /// [`PipelineError::JoinExpired`]).
+    /// Also parks each expired join as one dead letter (with [`PipelineError::JoinExpired`]),
+    /// written in the same atomic batch that removes its parts. Replaying it puts its parts back
+    /// into the join, so a part that arrived since completes it.
     ///
     /// ```
     /// use event_bus::pipeline::{Condition, DeadLetters, Join};
@@ -332,9 +408,48 @@ impl Join {
         }
     }
 
+    /// The joins waiting for parts (or whose rest of the chain failed), by key, without changing
+    /// anything but quarantining unreadable parts.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Condition, Join};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let join = Join::new(Condition::all_of(["a"]), Arc::new(MemoryStore::new()));
+    /// assert!(join.pending().await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn pending(&self) -> Result<Vec<PendingJoin>, PipelineError> {
+        let inner = &self.inner;
+        let (groups, _) = inner.load_parts("").await?;
+        let mut pending = Vec::new();
+        for (key, parts) in groups {
+            let marker = inner.store.get(&inner.joined.namespace, &key).await?;
+            if marker.as_deref() == Some(JOINED) {
+                continue; // stray parts of a completed join
+            }
+            let present = sources(&parts);
+            let oldest = parts.iter().map(|(_, p)| p.arrived_ms).min().unwrap_or(0);
+            pending.push(PendingJoin {
+                missing: inner.condition.missing(&present),
+                present: present.into_iter().collect(),
+                since: SystemTime::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(oldest).unwrap_or(0)),
+                in_flight: marker.as_deref().is_some_and(claim::is_claim),
+                key,
+            });
+        }
+        Ok(pending)
+    }
+
     /// Removes and returns the joins that stayed incomplete longer than
-    /// [`expire_after`](Join::expire_after) (none without it), recording them as dead letters if
-    /// so configured. Also removes stray parts of keys that already joined. Call it periodically.
+    /// [`expire_after`](Join::expire_after) (none without it), parking each as one dead letter if
+    /// so configured, in the same atomic batch. Leaves alone keys being joined and complete joins;
+    /// removes stray parts of keys that already joined. Call it periodically.
     ///
     /// ```
     /// use event_bus::pipeline::{Condition, Handler, Join, Message, Next};
@@ -346,72 +461,98 @@ impl Join {
     /// let join = Join::new(Condition::all_of(["order", "payment"]), Arc::new(MemoryStore::new()))
     ///     .expire_after(Duration::ZERO);
     /// join.handle(Message::new("order", "7", Vec::new()), Next::end()).await?;
-    /// let expired = join.sweep().await?;
-    /// assert_eq!(expired[0].key, "7");
-    /// assert_eq!(expired[0].missing, ["payment"]);
+    /// let swept = join.sweep().await?;
+    /// assert_eq!(swept.expired[0].key, "7");
+    /// assert_eq!(swept.expired[0].missing, ["payment"]);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn sweep(&self) -> Result<Vec<ExpiredJoin>, PipelineError> {
+    pub async fn sweep(&self) -> Result<Swept, PipelineError> {
         let inner = &self.inner;
-        let mut by_key: BTreeMap<String, Vec<(String, Part)>> = BTreeMap::new();
-        for (record_key, bytes) in inner.store.scan(&inner.parts, "").await? {
-            let Some((key, _source)) = split_part_key(&record_key) else {
-                continue;
-            };
-            let part = decode_part(&bytes)?;
-            by_key
-                .entry(key.to_owned())
-                .or_default()
-                .push((record_key, part));
-        }
+        let (groups, quarantined) = inner.load_parts("").await?;
+        let mut swept = Swept {
+            quarantined,
+            ..Swept::default()
+        };
         let now = now_millis();
-        let mut expired = Vec::new();
-        for (key, parts) in by_key {
-            let joined = inner.store.get(&inner.joined, &key).await?.as_deref() == Some(JOINED);
-            let oldest = parts
-                .iter()
-                .map(|(_, part)| part.arrived_ms)
-                .min()
-                .unwrap_or(now);
+        for (key, parts) in groups {
+            let marker = inner.store.get(&inner.joined.namespace, &key).await?;
+            let guard = match &marker {
+                Some(marker) => {
+                    Batch::new().expect(inner.joined.namespace.clone(), key.clone(), marker.clone())
+                }
+                None => Batch::new().expect_absent(inner.joined.namespace.clone(), key.clone()),
+            };
+            let mut delete_parts = guard;
+            for (record_key, _) in &parts {
+                delete_parts = delete_parts.delete(inner.parts.clone(), record_key.clone());
+            }
+            if marker.as_deref() == Some(JOINED) {
+                swept.strays += parts.len();
+                apply_unless_conflict(inner.store.as_ref(), delete_parts).await?;
+                continue;
+            }
+            if marker.as_deref().is_some_and(claim::is_claim) {
+                swept.in_flight += 1;
+                continue;
+            }
+            let present = sources(&parts);
+            if inner.condition.matches(&present) {
+                swept.complete += 1;
+                continue;
+            }
+            let oldest = parts.iter().map(|(_, p)| p.arrived_ms).min().unwrap_or(now);
             let too_old = inner.expire_after.is_some_and(|after| {
                 let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
                 now.saturating_sub(oldest) >= after
             });
-            if !joined && !too_old {
+            if !too_old {
                 continue;
             }
-            let mut batch = Batch::new();
-            for (record_key, _) in &parts {
-                batch = batch.delete(inner.parts.clone(), record_key.clone());
-            }
-            inner.store.apply(batch).await?;
-            if joined {
-                continue; // stray parts of a completed join
-            }
-            let present: BTreeSet<String> = parts
-                .iter()
-                .map(|(_, part)| part.message.source().to_owned())
-                .collect();
-            let report = ExpiredJoin {
-                missing: inner.condition.missing(&present),
-                present: present.into_iter().collect(),
-                parts: parts.into_iter().map(|(_, part)| part.message).collect(),
-                key,
-            };
+            let missing = inner.condition.missing(&present);
+            let parts: Vec<Part> = parts.into_iter().map(|(_, part)| part).collect();
+            let mut batch = delete_parts;
             if let Some(dead_letters) = &inner.dead_letters {
+                let unit = inner
+                    .joined_message(&key, &parts)?
+                    .with_metadata(JOIN_UNIT, inner.namespace.clone())
+                    .with_metadata(JOIN_EXPIRED, "true");
                 let error = PipelineError::JoinExpired {
-                    key: report.key.clone(),
-                    missing: report.missing.clone(),
+                    key: key.clone(),
+                    missing: missing.clone(),
                 };
-                for part in &report.parts {
-                    dead_letters.record(part.clone(), &error).await?;
-                }
+                let (_, letter) = dead_letters.letter(unit, &error)?;
+                batch = batch.extend(letter);
             }
-            expired.push(report);
+            if !apply_unless_conflict(inner.store.as_ref(), batch).await? {
+                swept.in_flight += 1; // a part arrived and claimed it in the meantime
+                continue;
+            }
+            swept.expired.push(ExpiredJoin {
+                key,
+                present: present.into_iter().collect(),
+                missing,
+                parts: parts.into_iter().map(|part| part.message).collect(),
+            });
         }
-        Ok(expired)
+        Ok(swept)
     }
+}
+
+/// Applies `batch`; `false` if one of its preconditions failed.
+async fn apply_unless_conflict(store: &dyn Store, batch: Batch) -> Result<bool, PipelineError> {
+    match store.apply(batch).await {
+        Ok(()) => Ok(true),
+        Err(error) if error.is_conflict() => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn sources(parts: &[(String, Part)]) -> BTreeSet<String> {
+    parts
+        .iter()
+        .map(|(_, part)| part.message.source().to_owned())
+        .collect()
 }
 
 /// `{byte length of key}:{key}/` — a prefix no other key's parts share.
@@ -438,28 +579,210 @@ fn decode_part(bytes: &[u8]) -> Result<Part, PipelineError> {
 }
 
 /// `{source: content}`, objects embedded, everything else as a string.
-fn compose(parts: &[Part]) -> Result<Vec<u8>, PipelineError> {
+fn compose<'a>(parts: impl Iterator<Item = &'a Message>) -> Result<Vec<u8>, PipelineError> {
     let mut object = serde_json::Map::new();
-    for part in parts {
-        let content = part.message.content();
+    for message in parts {
+        let content = message.content();
         let value = match serde_json::from_slice::<serde_json::Value>(content) {
             Ok(value @ serde_json::Value::Object(_)) => value,
             _ => serde_json::Value::String(String::from_utf8_lossy(content).into_owned()),
         };
-        object.insert(part.message.source().to_owned(), value);
+        object.insert(message.source().to_owned(), value);
     }
     serde_json::to_vec(&object)
         .map_err(|error| PipelineError::Corrupt(format!("joined content: {error}")))
 }
 
-const CLAIMED: &[u8] = b"claimed:";
+/// The parts a joined message was composed of, back from its content (for replaying an expired
+/// join): objects as JSON, strings as their bytes.
+fn decompose(joined: &Message) -> Result<Vec<Message>, PipelineError> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(joined.content()).map_err(|error| PipelineError::Decode {
+            source_name: joined.source().to_owned(),
+            error,
+        })?;
+    let mut parts = Vec::with_capacity(object.len());
+    for (source, value) in object {
+        let content = match value {
+            serde_json::Value::String(text) => text.into_bytes(),
+            other => serde_json::to_vec(&other).map_err(|error| PipelineError::Encode {
+                source_name: source.clone(),
+                error,
+            })?,
+        };
+        parts.push(Message::new(source, joined.key(), content));
+    }
+    Ok(parts)
+}
+
 const JOINED: &[u8] = b"joined";
 
 impl Inner {
-    /// Whether a marker means "nothing more to do for this key here": joined, or being joined by
-    /// this run. A claim by a previous run (it crashed mid-join) does not count.
-    fn settles(&self, marker: &[u8]) -> bool {
-        marker == JOINED || marker == self.claim.mine()
+    /// The stored parts under `prefix`, grouped by key (record key, part); unreadable parts are
+    /// quarantined and counted.
+    async fn load_parts(
+        &self,
+        prefix: &str,
+    ) -> Result<(BTreeMap<String, Vec<(String, Part)>>, usize), PipelineError> {
+        let mut groups: BTreeMap<String, Vec<(String, Part)>> = BTreeMap::new();
+        let mut quarantined = 0;
+        for (record_key, bytes) in self.store.scan(&self.parts, prefix).await? {
+            let decoded = decode_part(&bytes).and_then(|part| {
+                split_part_key(&record_key)
+                    .map(|(key, _)| (key.to_owned(), part))
+                    .ok_or_else(|| PipelineError::Corrupt(format!("join part key {record_key}")))
+            });
+            match decoded {
+                Ok((key, part)) => groups.entry(key).or_default().push((record_key, part)),
+                Err(error) => {
+                    quarantine(self.store.as_ref(), &self.parts, &record_key, bytes, &error)
+                        .await?;
+                    quarantined += 1;
+                }
+            }
+        }
+        Ok((groups, quarantined))
+    }
+
+    fn joined_message(&self, key: &str, parts: &[Part]) -> Result<Message, PipelineError> {
+        let sources: BTreeSet<&str> = parts.iter().map(|part| part.message.source()).collect();
+        Ok(Message::new(
+            self.output_source.clone(),
+            key,
+            compose(parts.iter().map(|part| &part.message))?,
+        )
+        .with_metadata(
+            JOINED_SOURCES,
+            sources.into_iter().collect::<Vec<_>>().join(","),
+        ))
+    }
+
+    /// A part arrives: store it, and if it completes its key, claim the key and emit the join.
+    async fn part(&self, message: Message, next: Next) -> Result<(), PipelineError> {
+        clear_failed_unit();
+        let key = message.key().to_owned();
+        let store = &self.store;
+        if store.get(&self.joined.namespace, &key).await?.as_deref() == Some(JOINED) {
+            return self.late(&key);
+        }
+        let source = message.source().to_owned();
+        let part = Part {
+            arrived_ms: now_millis(),
+            message,
+        };
+        let encoded = postcard::to_stdvec(&part)
+            .map_err(|error| PipelineError::Corrupt(format!("join part: {error}")))?;
+        // The first part of a source wins; a duplicate still checks the join below, so that
+        // redelivering a part retries a join whose earlier attempt failed.
+        let stored = store
+            .insert_if_absent(&self.parts, &part_key(&key, &source), encoded, None)
+            .await?;
+        if stored {
+            self.counters.parts.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(join = %self.namespace, key, source, "duplicate part");
+        }
+
+        // Every part is written before the scan, so the last part's scan sees them all.
+        let (mut groups, _) = self.load_parts(&part_prefix(&key)).await?;
+        let parts = groups.remove(&key).unwrap_or_default();
+        if !self.condition.matches(&sources(&parts)) {
+            return Ok(()); // wait for more parts
+        }
+        // Exactly one of the parts that see a complete set wins the claim.
+        match self.joined.acquire(&key).await? {
+            Acquired::Held(holder) => {
+                let (record_keys, parts): (Vec<String>, Vec<Part>) = parts.into_iter().unzip();
+                let joined = self.joined_message(&key, &parts)?;
+                self.emit(holder, joined, record_keys, next).await
+            }
+            // Being joined by another holder, which answers for it (its parts are stored).
+            Acquired::Busy => Ok(()),
+            Acquired::Settled(marker) if marker == JOINED => self.late(&key),
+            Acquired::Settled(_) => Err(PipelineError::Corrupt(format!(
+                "join marker of key `{key}` in `{}`",
+                self.joined.namespace
+            ))),
+        }
+    }
+
+    /// Counts a part arriving after its key joined (it is dropped).
+    fn late(&self, key: &str) -> Result<(), PipelineError> {
+        self.counters.late.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(join = %self.namespace, key, "late part of a key that already joined");
+        Ok(())
+    }
+
+    /// Runs the rest of the chain on `joined` while holding the key; on success deletes the parts
+    /// and marks the key joined (fenced); on failure notes the join as the failed unit and
+    /// releases the key.
+    async fn emit(
+        &self,
+        holder: Holder,
+        joined: Message,
+        record_keys: Vec<String>,
+        next: Next,
+    ) -> Result<(), PipelineError> {
+        let key = holder.key().to_owned();
+        match holder.hold(next.run(joined.clone())).await {
+            Ok(()) => {
+                let mut batch = holder.fence().put(
+                    self.joined.namespace.clone(),
+                    key.clone(),
+                    JOINED.to_vec(),
+                    self.remember_joined,
+                );
+                for record_key in record_keys {
+                    batch = batch.delete(self.parts.clone(), record_key);
+                }
+                holder.commit(batch).await?;
+                self.counters.joined.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(join = %self.namespace, key, "joined");
+                Ok(())
+            }
+            Err(error) => {
+                note_failed_unit(|| joined.with_metadata(JOIN_UNIT, self.namespace.clone()));
+                holder.release().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// A joined message of this join comes back (a replayed dead letter): run the rest of the
+    /// chain on it again, or, for an expired join, put its parts back.
+    async fn unit(&self, mut message: Message, next: Next) -> Result<(), PipelineError> {
+        message.metadata_mut().remove(JOIN_UNIT);
+        if message.metadata_mut().remove(JOIN_EXPIRED).is_some() {
+            for part in decompose(&message)? {
+                self.part(part, next.clone()).await?;
+            }
+            return Ok(());
+        }
+        clear_failed_unit();
+        let key = message.key().to_owned();
+        match self.joined.acquire(&key).await? {
+            Acquired::Held(holder) => {
+                let record_keys = message
+                    .metadata()
+                    .get(JOINED_SOURCES)
+                    .map(|sources| {
+                        sources
+                            .split(',')
+                            .filter(|source| !source.is_empty())
+                            .map(|source| part_key(&key, source))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.emit(holder, message, record_keys, next).await
+            }
+            Acquired::Busy => Err(PipelineError::InFlight { key }),
+            Acquired::Settled(marker) if marker == JOINED => self.late(&key),
+            Acquired::Settled(_) => Err(PipelineError::Corrupt(format!(
+                "join marker of key `{key}` in `{}`",
+                self.joined.namespace
+            ))),
+        }
     }
 }
 
@@ -467,84 +790,11 @@ impl Handler for Join {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let key = message.key().to_owned();
-            let store = &inner.store;
-            if let Some(marker) = store.get(&inner.joined, &key).await?
-                && inner.settles(&marker)
-            {
-                // Already joined (or being joined by this run): a late or duplicate part.
-                inner.counters.late.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            let part = Part {
-                arrived_ms: now_millis(),
-                message,
-            };
-            let encoded = postcard::to_stdvec(&part)
-                .map_err(|error| PipelineError::Corrupt(format!("join part: {error}")))?;
-            // The first part of a source wins; a duplicate still checks the join below, so that
-            // redelivering a part retries a join whose earlier attempt failed.
-            let counter = if store
-                .insert_if_absent(
-                    &inner.parts,
-                    &part_key(&key, part.message.source()),
-                    encoded,
-                    None,
-                )
-                .await?
-            {
-                &inner.counters.parts
-            } else {
-                &inner.counters.duplicates
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-
-            // Every part is written before the scan, so the last part's scan sees them all.
-            let stored = store.scan(&inner.parts, &part_prefix(&key)).await?;
-            let mut parts = Vec::with_capacity(stored.len());
-            for (_, bytes) in &stored {
-                parts.push(decode_part(bytes)?);
-            }
-            let present: BTreeSet<String> = parts
-                .iter()
-                .map(|part| part.message.source().to_owned())
-                .collect();
-            if !inner.condition.matches(&present) {
-                return Ok(()); // wait for more parts
-            }
-            // Exactly one of the parts that see a complete set wins the claim.
-            if !inner
-                .claim
-                .acquire(store.as_ref(), &inner.joined, &key)
-                .await?
-            {
-                return Ok(());
-            }
-            let joined = Message::new(inner.output_source.clone(), key.clone(), compose(&parts)?)
-                .with_metadata(
-                    "joined-sources",
-                    present.into_iter().collect::<Vec<_>>().join(","),
-                );
-            match next.run(joined).await {
-                Ok(()) => {
-                    let mut batch = Batch::new().put(
-                        inner.joined.clone(),
-                        key.clone(),
-                        JOINED.to_vec(),
-                        inner.remember_joined,
-                    );
-                    for (record_key, _) in stored {
-                        batch = batch.delete(inner.parts.clone(), record_key);
-                    }
-                    store.apply(batch).await?;
-                    inner.counters.joined.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(error) => {
-                    // Release the claim and keep the parts: a retry joins again.
-                    store.delete(&inner.joined, &key).await?;
-                    Err(error)
-                }
+            match message.metadata().get(JOIN_UNIT) {
+                None => inner.part(message, next).await,
+                Some(join) if *join == inner.namespace => inner.unit(message, next).await,
+                // A replayed join of another Join: it continues below that one.
+                Some(_) => next.run(message).await,
             }
         })
     }
@@ -566,21 +816,28 @@ mod tests {
 
     #[test]
     fn composed_content_embeds_objects_and_stringifies_the_rest() {
-        let part = |source: &str, content: &[u8]| Part {
-            arrived_ms: 0,
-            message: Message::new(source, "k", content.to_vec()),
-        };
-        let bytes = compose(&[
-            part("object", br#"{"a":1}"#),
-            part("array", b"[1,2]"),
-            part("text", b"plain"),
-            part("empty", b""),
-        ])
-        .unwrap_or_default();
+        let messages = [
+            Message::new("object", "k", br#"{"a":1}"#.to_vec()),
+            Message::new("array", "k", b"[1,2]".to_vec()),
+            Message::new("text", "k", b"plain".to_vec()),
+            Message::new("empty", "k", Vec::new()),
+        ];
+        let bytes = compose(messages.iter()).unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         assert_eq!(value["object"]["a"], 1);
         assert_eq!(value["array"], "[1,2]");
         assert_eq!(value["text"], "plain");
         assert_eq!(value["empty"], "");
+
+        let joined = Message::new("composed-event", "k", bytes);
+        let parts = decompose(&joined).unwrap_or_default();
+        let by_source: BTreeMap<&str, &[u8]> = parts
+            .iter()
+            .map(|part| (part.source(), part.content()))
+            .collect();
+        assert_eq!(by_source["object"], br#"{"a":1}"#);
+        assert_eq!(by_source["array"], b"[1,2]");
+        assert_eq!(by_source["text"], b"plain");
+        assert_eq!(by_source["empty"], b"");
     }
 }

@@ -281,27 +281,26 @@ impl FaultyStore {
         Some(state.planned.remove(position).fault)
     }
 
+    /// Runs `call` (which starts the inner operation) as the planned fault says: not at all for
+    /// [`Fault::Fail`] and [`Fault::Hang`], after the delay for [`Fault::Delay`].
     fn run<'a, T: Send + 'a>(
         &'a self,
         operation: Operation,
-        call: StoreFuture<'a, T>,
+        call: impl FnOnce() -> StoreFuture<'a, T> + Send + 'a,
     ) -> StoreFuture<'a, T> {
         let Some(fault) = self.next_fault(operation) else {
-            return call;
+            return call();
         };
         Box::pin(async move {
             match fault {
-                Fault::Fail => {
-                    drop(call);
-                    Err(injected(operation))
-                }
+                Fault::Fail => Err(injected(operation)),
                 Fault::FailAfter => {
-                    let _ = call.await;
+                    let _ = call().await;
                     Err(injected(operation))
                 }
                 Fault::Delay(delay) => {
                     tokio::time::sleep(delay).await;
-                    call.await
+                    call().await
                 }
                 Fault::Hang => std::future::pending().await,
             }
@@ -321,8 +320,9 @@ impl Store for FaultyStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
-        let call = self.inner.insert_if_absent(namespace, key, value, ttl);
-        self.run(Operation::InsertIfAbsent, call)
+        self.run(Operation::InsertIfAbsent, move || {
+            self.inner.insert_if_absent(namespace, key, value, ttl)
+        })
     }
 
     fn put<'a>(
@@ -332,18 +332,17 @@ impl Store for FaultyStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        let call = self.inner.put(namespace, key, value, ttl);
-        self.run(Operation::Put, call)
+        self.run(Operation::Put, move || {
+            self.inner.put(namespace, key, value, ttl)
+        })
     }
 
     fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
-        let call = self.inner.get(namespace, key);
-        self.run(Operation::Get, call)
+        self.run(Operation::Get, move || self.inner.get(namespace, key))
     }
 
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, bool> {
-        let call = self.inner.delete(namespace, key);
-        self.run(Operation::Delete, call)
+        self.run(Operation::Delete, move || self.inner.delete(namespace, key))
     }
 
     fn compare_and_swap<'a>(
@@ -354,10 +353,10 @@ impl Store for FaultyStore {
         new: Vec<u8>,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
-        let call = self
-            .inner
-            .compare_and_swap(namespace, key, expected, new, ttl);
-        self.run(Operation::CompareAndSwap, call)
+        self.run(Operation::CompareAndSwap, move || {
+            self.inner
+                .compare_and_swap(namespace, key, expected, new, ttl)
+        })
     }
 
     fn scan<'a>(
@@ -365,23 +364,19 @@ impl Store for FaultyStore {
         namespace: &'a str,
         prefix: &'a str,
     ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
-        let call = self.inner.scan(namespace, prefix);
-        self.run(Operation::Scan, call)
+        self.run(Operation::Scan, move || self.inner.scan(namespace, prefix))
     }
 
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize> {
-        let call = self.inner.count(namespace);
-        self.run(Operation::Count, call)
+        self.run(Operation::Count, move || self.inner.count(namespace))
     }
 
     fn apply(&self, batch: Batch) -> StoreFuture<'_, ()> {
-        let call = self.inner.apply(batch);
-        self.run(Operation::Apply, call)
+        self.run(Operation::Apply, move || self.inner.apply(batch))
     }
 
     fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize> {
-        let call = self.inner.purge_expired(limit);
-        self.run(Operation::Purge, call)
+        self.run(Operation::Purge, move || self.inner.purge_expired(limit))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod orders;
+pub mod recorder;
 pub mod stores;
 
 use std::sync::mpsc;

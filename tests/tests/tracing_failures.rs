@@ -1,62 +1,11 @@
 //! Failures are emitted as `tracing` events (warn for errors, error for panics), with the event and
 //! listener names, in every dispatch mode, including detached async listeners.
 
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use event_bus::prelude::*;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Level, Metadata, Subscriber};
-
-/// One captured `tracing` event: its level and its fields rendered as `name=value`.
-#[derive(Debug, Clone)]
-struct Captured {
-    level: Level,
-    fields: Vec<String>,
-}
-
-/// A minimal subscriber that records events (no spans needed here).
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Captured>>>);
-
-struct FieldsVisitor<'a>(&'a mut Vec<String>);
-
-impl Visit for FieldsVisitor<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.push(format!("{}={:?}", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push(format!("{}={}", field.name(), value));
-    }
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Vec::new();
-        event.record(&mut FieldsVisitor(&mut fields));
-        self.0.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            fields,
-        });
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Recorder {
-    fn captured(&self) -> Vec<Captured> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use event_bus_tests::recorder::Recorder;
+use tracing::Level;
 
 #[event(name = "test.audited")]
 struct Audited;

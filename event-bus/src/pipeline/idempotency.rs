@@ -432,7 +432,10 @@ impl Inner {
             Conflict::Error => Err(PipelineError::Duplicate { key }),
             Conflict::With(decide) => match decide(&message)? {
                 OnDuplicate::Skip => Ok(()),
-                OnDuplicate::Forward => next.run(message).await,
+                OnDuplicate::Forward => {
+                    // The duplicate's staged writes are not committed: nothing is recorded.
+                    effects::collect(next.run(message)).await.0
+                }
                 OnDuplicate::Reprocess => {
                     match self
                         .site

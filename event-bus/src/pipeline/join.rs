@@ -675,7 +675,7 @@ impl Inner {
         // The first part of a source wins; a duplicate still checks the join below, so that
         // redelivering a part retries a join whose earlier attempt failed.
         let stored = store
-            .insert_if_absent(&self.parts, &part_key(&key, &source), encoded, None)
+            .insert_if_absent(&self.parts, &part_key(&key, &source), encoded.clone(), None)
             .await?;
         if stored {
             self.counters.parts.fetch_add(1, Ordering::Relaxed);
@@ -685,8 +685,18 @@ impl Inner {
         }
 
         // Every part is written before the scan, so the last part's scan sees them all.
-        let (mut groups, _) = self.load_parts(&part_prefix(&key)).await?;
-        let parts = groups.remove(&key).unwrap_or_default();
+        let (mut groups, quarantined) = self.load_parts(&part_prefix(&key)).await?;
+        let mut parts = groups.remove(&key).unwrap_or_default();
+        if quarantined > 0 && !parts.iter().any(|(_, p)| p.message.source() == source) {
+            // This source's record was unreadable (now quarantined): store this part instead.
+            let record_key = part_key(&key, &source);
+            if store
+                .insert_if_absent(&self.parts, &record_key, encoded, None)
+                .await?
+            {
+                parts.push((record_key, part));
+            }
+        }
         if !self.condition.matches(&sources(&parts)) {
             return Ok(()); // wait for more parts
         }

@@ -85,17 +85,18 @@ impl Transform {
         })
     }
 
-    /// Renames sources (`from`, `to`). Fails at construction if a source is renamed twice or two
-    /// sources are given the same alias: either would make the result depend on rule order.
+    /// Renames sources (`from`, `to`). Several sources may share one alias (the main use: treat
+    /// `payment.card` and `payment.cash` as `payment`). Giving one source two different aliases
+    /// fails at construction: the result would depend on rule order.
     ///
     /// ```
-    /// use event_bus::pipeline::{PipelineError, Transform};
+    /// use event_bus::pipeline::{Message, PipelineError, Transform};
     ///
-    /// assert!(Transform::rename_sources([("a", "x"), ("b", "y")]).is_ok());
-    /// let clash = Transform::rename_sources([("a", "x"), ("b", "x")]);
-    /// assert!(matches!(clash, Err(PipelineError::Config(_))));
+    /// let merge = Transform::rename_sources([("payment.card", "payment"), ("payment.cash", "payment")])?;
+    /// assert_eq!(merge.apply(Message::new("payment.cash", "7", Vec::new()))?.source(), "payment");
     /// let twice = Transform::rename_sources([("a", "x"), ("a", "y")]);
     /// assert!(matches!(twice, Err(PipelineError::Config(_))));
+    /// # Ok::<(), PipelineError>(())
     /// ```
     pub fn rename_sources<I, A, B>(renames: I) -> Result<Self, PipelineError>
     where
@@ -103,20 +104,17 @@ impl Transform {
         A: Into<String>,
         B: Into<String>,
     {
-        let mut map = BTreeMap::new();
-        let mut aliases = BTreeMap::new();
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
         for (from, to) in renames {
             let (from, to): (String, String) = (from.into(), to.into());
-            if let Some(earlier) = aliases.insert(to.clone(), from.clone()) {
-                return Err(PipelineError::Config(format!(
-                    "alias `{to}` is given to both `{earlier}` and `{from}`"
-                )));
-            }
-            if let Some(earlier) = map.insert(from.clone(), to.clone()) {
+            if let Some(earlier) = map.get(&from)
+                && *earlier != to
+            {
                 return Err(PipelineError::Config(format!(
                     "source `{from}` is renamed twice: to `{earlier}` and to `{to}`"
                 )));
             }
+            map.insert(from, to);
         }
         Ok(Transform::map(move |message| {
             match map.get(message.source()) {

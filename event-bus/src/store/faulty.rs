@@ -101,6 +101,8 @@ struct Planned {
 #[derive(Debug, Default)]
 struct State {
     planned: Vec<Planned>,
+    /// A delay before every call without a planned fault.
+    slow: Option<Duration>,
     calls: [u64; 9],
     total: u64,
     injected: u64,
@@ -195,7 +197,21 @@ impl FaultyStore {
         });
     }
 
-    /// Forgets every planned fault that has not fired yet.
+    /// Delays every call (that has no planned fault) by `delay`: every store call becomes an await
+    /// point where a timeout can cancel the caller. `Duration::ZERO` turns it off.
+    ///
+    /// ```
+    /// use event_bus::store::{FaultyStore, MemoryStore};
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let store = FaultyStore::new(Arc::new(MemoryStore::new()));
+    /// store.slow_down(Duration::from_millis(1));
+    /// ```
+    pub fn slow_down(&self, delay: Duration) {
+        self.state.lock().slow = (!delay.is_zero()).then_some(delay);
+    }
+
+    /// Forgets every planned fault that has not fired yet, and the slow-down.
     ///
     /// ```
     /// use event_bus::store::{Fault, FaultyStore, MemoryStore, Operation};
@@ -206,7 +222,9 @@ impl FaultyStore {
     /// store.heal();
     /// ```
     pub fn heal(&self) {
-        self.state.lock().planned.clear();
+        let mut state = self.state.lock();
+        state.planned.clear();
+        state.slow = None;
     }
 
     /// How many calls of `operation` were made.
@@ -276,9 +294,14 @@ impl FaultyStore {
             .position(|planned| match planned.operation {
                 Some(op) => op == operation && planned.nth == nth,
                 None => planned.nth == total,
-            })?;
-        state.injected += 1;
-        Some(state.planned.remove(position).fault)
+            });
+        match position {
+            Some(position) => {
+                state.injected += 1;
+                Some(state.planned.remove(position).fault)
+            }
+            None => state.slow.map(Fault::Delay),
+        }
     }
 
     /// Runs `call` (which starts the inner operation) as the planned fault says: not at all for

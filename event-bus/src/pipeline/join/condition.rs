@@ -56,11 +56,16 @@ impl Condition {
         Condition::AllOf(set(sources))
     }
 
-    /// At least one source in `sources` has arrived (`MatchAny`).
+    /// At least one source in `sources` has arrived (`MatchAny`). With no sources it matches any
+    /// part, as event-driver's `MatchAny()` does: every message that reaches the join passes on
+    /// at once, as a join of one part.
     ///
     /// ```
-    /// let c = event_bus::pipeline::Condition::any_of(["a", "b"]);
+    /// use event_bus::pipeline::Condition;
+    ///
+    /// let c = Condition::any_of(["a", "b"]);
     /// assert!(c.matches(&["b".to_string()].into()));
+    /// assert!(Condition::any_of(Vec::<String>::new()).matches(&["x".to_string()].into()));
     /// ```
     pub fn any_of<I, S>(sources: I) -> Self
     where
@@ -130,6 +135,7 @@ impl Condition {
     pub fn matches(&self, present: &BTreeSet<String>) -> bool {
         match self {
             Condition::AllOf(sources) => sources.is_subset(present),
+            Condition::AnyOf(sources) if sources.is_empty() => !present.is_empty(),
             Condition::AnyOf(sources) => !sources.is_disjoint(present),
             Condition::NoneOf(sources) => sources.is_disjoint(present),
             Condition::And(a, b) => a.matches(present) && b.matches(present),

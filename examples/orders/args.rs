@@ -1,13 +1,15 @@
-//! Command-line flags: `--orders N`, `--db PATH`, `--memory`.
+//! Command-line flags: `--orders N`, `--db PATH`, `--memory`, `--compare`.
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "usage: cargo run --example orders -- [--orders N] [--db PATH | --memory]
+pub const USAGE: &str =
+    "usage: cargo run --example orders -- [--orders N] [--db PATH | --memory | --compare]
 
   --orders N   how many orders to produce (default 10000)
   --db PATH    keep the SQLite store at PATH and resume from it (default: a fresh file in the
                system temp directory)
-  --memory     use the in-memory store instead of SQLite";
+  --memory     use the in-memory store instead of SQLite
+  --compare    run on the in-memory store, then on a fresh SQLite file, and print the ratio";
 
 /// Where the pipeline keeps its state.
 #[derive(Debug)]
@@ -23,12 +25,14 @@ pub enum StoreChoice {
 pub struct Args {
     pub orders: u64,
     pub store: StoreChoice,
+    pub compare: bool,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut orders = 10_000;
     let mut db = None;
     let mut memory = false;
+    let mut compare = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--orders" => {
@@ -39,9 +43,13 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--db" => db = Some(PathBuf::from(args.next().ok_or("--db needs a path")?)),
             "--memory" => memory = true,
+            "--compare" => compare = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if compare && (db.is_some() || memory) {
+        return Err("--compare runs both stores; it excludes --db and --memory".to_owned());
     }
     let store = match (db, memory) {
         (Some(_), true) => return Err("--db and --memory exclude each other".to_owned()),
@@ -49,5 +57,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         (None, true) => StoreChoice::Memory,
         (None, false) => StoreChoice::FreshSqlite(std::env::temp_dir().join("event-bus-orders.db")),
     };
-    Ok(Args { orders, store })
+    Ok(Args {
+        orders,
+        store,
+        compare,
+    })
 }

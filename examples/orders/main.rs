@@ -56,7 +56,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    let outcome = if args.compare {
+        compare(args).await
+    } else {
+        run(args).await.map(drop)
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -65,7 +70,26 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: args::Args) -> Result<(), PipelineError> {
+/// The same run on the in-memory store, then on a fresh SQLite file, in this process.
+async fn compare(args: args::Args) -> Result<(), PipelineError> {
+    let memory = run(args::Args {
+        store: StoreChoice::Memory,
+        ..args
+    })
+    .await?;
+    println!();
+    let sqlite = run(args).await?;
+    println!(
+        "\nSQLite / memory: {:.2} s / {:.2} s = {:.1}x",
+        sqlite.as_secs_f64(),
+        memory.as_secs_f64(),
+        sqlite.as_secs_f64() / memory.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One run; returns how long producing and processing every message took.
+async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &args.store {
         StoreChoice::Memory => (Arc::new(MemoryStore::new()), None),
         StoreChoice::FreshSqlite(path) | StoreChoice::Sqlite(path) => {
@@ -131,9 +155,11 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
             recovered.succeeded, recovered.failed, recovered.in_flight
         );
     }
-    durable.listen::<OrderRequested>();
-    durable.listen::<PaymentConfirmed>();
-    durable.listen::<InventoryReserved>();
+    let subscriptions = (
+        durable.listen::<OrderRequested>(),
+        durable.listen::<PaymentConfirmed>(),
+        durable.listen::<InventoryReserved>(),
+    );
 
     let traffic = traffic::generate(args.orders, 2026);
     let total = traffic.parts.len();
@@ -174,6 +200,9 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
+    subscriptions.0.unsubscribe();
+    subscriptions.1.unsubscribe();
+    subscriptions.2.unsubscribe();
 
     // Orders that never got all three parts (they stay pending: a later run may complete them).
     let incomplete = join.pending().await?;
@@ -229,5 +258,5 @@ async fn run(args: args::Args) -> Result<(), PipelineError> {
         ),
         None => println!("  store               in memory ({records} records)"),
     }
-    Ok(())
+    Ok(elapsed)
 }

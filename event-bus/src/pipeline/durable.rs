@@ -88,7 +88,10 @@ impl Accepted {
             holder,
         } = self;
         match holder {
-            Some(holder) => durable.process_held(holder, message).await,
+            Some(holder) => {
+                let id = inbox_key(&message);
+                durable.process_held(holder, id, message).await
+            }
             None => Ok(()),
         }
     }
@@ -270,7 +273,7 @@ impl Durable {
     /// # }
     /// ```
     pub async fn accept(&self, message: Message) -> Result<Accepted, PipelineError> {
-        let id = message.id().to_owned();
+        let id = inbox_key(&message);
         let bytes = message.encode()?;
         // One batch in the common case: the message, and the claim of whoever processes it.
         let holder = self.claims.holder(&id);
@@ -300,8 +303,12 @@ impl Durable {
 
     /// Processes a claimed message; removes it (and the claim) on success, releases the claim on
     /// failure.
-    async fn process_held(&self, holder: Holder, message: Message) -> Result<(), PipelineError> {
-        let id = message.id().to_owned();
+    async fn process_held(
+        &self,
+        holder: Holder,
+        id: String,
+        message: Message,
+    ) -> Result<(), PipelineError> {
         match holder.hold(self.handler.handle(message, Next::end())).await {
             Ok(()) => {
                 let done = holder
@@ -351,7 +358,7 @@ impl Durable {
                 }
             }
         }
-        left.sort_by_key(|(_, message)| message.time());
+        // Keys start with the message's time: `left` is oldest first.
         for (id, message) in left {
             let holder = match self.claims.acquire(&id).await? {
                 Acquired::Held(holder) => holder,
@@ -365,7 +372,7 @@ impl Durable {
                 holder.release().await;
                 continue;
             }
-            match self.process_held(holder, message).await {
+            match self.process_held(holder, id.clone(), message).await {
                 Ok(()) => recovered.succeeded += 1,
                 Err(error) => {
                     tracing::warn!(message = %id, %error, "recovered message failed again");
@@ -443,4 +450,15 @@ impl Durable {
             async move { durable.submit(message).await }
         })
     }
+}
+
+/// A message's inbox key: its creation time (microseconds, hex, fixed width), then its id. The
+/// same message always gets the same key, keys sort oldest first, and new messages land at the end
+/// of the store's index, where their writes share pages.
+fn inbox_key(message: &Message) -> String {
+    let micros = message
+        .time()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros());
+    format!("{micros:016x}-{}", message.id())
 }

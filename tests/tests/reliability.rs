@@ -540,3 +540,212 @@ fn joins_and_duplicates_are_traced() {
         );
     }
 }
+
+/// Found by the fault hunt: a sweep racing the part that completes a join never expires it.
+#[tokio::test]
+async fn a_sweep_racing_the_completing_part_does_not_expire_the_join() {
+    use event_bus::store::{Fault, FaultyStore, Operation};
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn Store> = faulty.clone();
+    let dead_letters = DeadLetters::new(Arc::clone(&store));
+    let join = Join::new(Condition::all_of(["a", "b"]), Arc::clone(&store))
+        .expire_after(Duration::ZERO)
+        .dead_letter_expired(dead_letters.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .then(join.clone())
+        .then(counter(&runs, 0, Duration::ZERO))
+        .build();
+    pipeline
+        .process(Message::new("a", "k", "{}"))
+        .await
+        .unwrap();
+    // The sweep's batch is delayed; `b` is stored meanwhile, and its claim delayed further.
+    faulty.inject(Operation::Apply, 1, Fault::Delay(Duration::from_millis(60)));
+    faulty.inject(
+        Operation::InsertIfAbsent,
+        3,
+        Fault::Delay(Duration::from_millis(120)),
+    );
+    let sweeping = {
+        let join = join.clone();
+        tokio::spawn(async move { join.sweep().await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    pipeline
+        .process(Message::new("b", "k", "{}"))
+        .await
+        .unwrap();
+    let swept = sweeping.await.unwrap().unwrap();
+    assert!(swept.expired.is_empty(), "{swept:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(dead_letters.count().await.unwrap(), 0);
+}
+
+/// Found by the fault hunt: source names may contain commas; replaying the join deletes exactly
+/// its parts.
+#[tokio::test]
+async fn replaying_a_join_of_sources_with_commas_removes_its_parts() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let dead_letters = DeadLetters::new(Arc::clone(&store));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .then(dead_letters.clone())
+        .then(Join::new(
+            Condition::all_of(["x,y", "z"]),
+            Arc::clone(&store),
+        ))
+        .then(counter(&runs, 1, Duration::ZERO))
+        .build();
+    for source in ["x,y", "z"] {
+        pipeline
+            .process(Message::new(source, "k", "{}"))
+            .await
+            .unwrap();
+    }
+    let letter = dead_letters.list().await.unwrap().remove(0);
+    assert!(
+        dead_letters
+            .replay(&letter.id, &pipeline)
+            .await
+            .unwrap()
+            .is_success()
+    );
+    assert_eq!(
+        store.count("join:parts").await.unwrap(),
+        0,
+        "no part left behind"
+    );
+}
+
+/// Found by the fault hunt: a key that expires twice keeps every part in its letter, bytes and
+/// metadata exactly; replaying it restores them all.
+#[tokio::test]
+async fn expiring_a_key_twice_loses_no_part_and_keeps_binary_content() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let dead_letters = DeadLetters::new(Arc::clone(&store));
+    let join = join3(&store)
+        .expire_after(Duration::ZERO)
+        .dead_letter_expired(dead_letters.clone());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .then(join.clone())
+        .then(from_fn(move |joined: Message, _: Next| {
+            sink.lock().unwrap().push(joined);
+            async { Ok(()) }
+        }))
+        .build();
+    let binary = vec![0xff, 0xfe, 0x00, 0x80];
+    pipeline
+        .process(Message::new("a", "k", binary.clone()).with_metadata("trace", "t-1"))
+        .await
+        .unwrap();
+    assert_eq!(join.sweep().await.unwrap().expired.len(), 1);
+    pipeline
+        .process(Message::new("b", "k", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(join.sweep().await.unwrap().expired.len(), 1);
+    let letters = dead_letters.list().await.unwrap();
+    assert_eq!(
+        letters.len(),
+        1,
+        "one letter for the key, holding both expiries"
+    );
+    pipeline
+        .process(Message::new("c", "k", "{}"))
+        .await
+        .unwrap();
+    assert!(
+        dead_letters
+            .replay(&letters[0].id, &pipeline)
+            .await
+            .unwrap()
+            .is_success()
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "joined once, with every part");
+    let content: serde_json::Value = serde_json::from_slice(seen[0].content()).unwrap();
+    assert_eq!(content["b"], serde_json::json!({}));
+    assert!(content.get("a").is_some() && content.get("c").is_some());
+    let restored = join.pending().await.unwrap();
+    assert!(restored.is_empty(), "{restored:?}");
+}
+
+/// Found by the fault hunt: writes staged while a handler's `handle` runs synchronously belong to
+/// its attempt too, and are discarded when it fails.
+#[tokio::test]
+async fn writes_staged_synchronously_by_a_failed_attempt_are_discarded() {
+    let store = Arc::new(MemoryStore::new());
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    let pipeline = Pipeline::builder()
+        .then(Idempotency::new(store.clone()))
+        .then(Retry::new().base_delay(Duration::from_millis(1)))
+        .then(from_fn(move |_: Message, _: Next| {
+            let attempt = counter.fetch_add(1, Ordering::SeqCst);
+            let staged =
+                stage(Batch::new().put("effects", format!("attempt-{attempt}"), vec![], None));
+            async move {
+                staged?;
+                if attempt == 0 {
+                    Err(PipelineError::retryable("first attempt fails"))
+                } else {
+                    Ok(())
+                }
+            }
+        }))
+        .build();
+    pipeline.process(Message::new("s", "k", "")).await.unwrap();
+    let keys: Vec<String> = store
+        .scan("effects", "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(keys, ["attempt-1"]);
+}
+
+/// Found by the fault hunt: with two joins in a row, replaying the failed outer join settles both.
+#[tokio::test]
+async fn replaying_nested_joins_settles_every_join() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let dead_letters = DeadLetters::new(Arc::clone(&store));
+    let inner = Join::new(Condition::all_of(["a", "b"]), Arc::clone(&store)).namespace("j1");
+    let outer =
+        Join::new(Condition::all_of(["composed-event"]), Arc::clone(&store)).namespace("j2");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .then(dead_letters.clone())
+        .then(inner.clone())
+        .then(outer.clone())
+        .then(counter(&runs, 1, Duration::ZERO))
+        .build();
+    for source in ["a", "b"] {
+        pipeline
+            .process(Message::new(source, "k", "{}"))
+            .await
+            .unwrap();
+    }
+    let replayed = dead_letters.replay_all(&pipeline).await.unwrap();
+    assert_eq!(replayed.succeeded, 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(
+        inner.pending().await.unwrap().is_empty(),
+        "the first join settled"
+    );
+    assert!(
+        outer.pending().await.unwrap().is_empty(),
+        "the second join settled"
+    );
+    assert_eq!(
+        store.get("j1:joined", "k").await.unwrap(),
+        Some(b"joined".to_vec())
+    );
+    assert_eq!(
+        store.get("j2:joined", "k").await.unwrap(),
+        Some(b"joined".to_vec())
+    );
+}

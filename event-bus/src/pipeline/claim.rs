@@ -15,10 +15,14 @@
 //!   taken over cannot commit (fencing). It releases with the same precondition.
 //! - Dropping a holder (cancellation) forgets its token at once and releases the record in the
 //!   background when a tokio runtime is at hand.
+//! - A claim can also be **embedded** in a record that carries something else (an inbox message):
+//!   the record starts with a header line `claim/<owner>/<token>/<lease end in ms>` (or `free`),
+//!   the lease is in the header rather than a time to live, and renewing rewrites the header.
+//!   Claiming such a record, processing it and removing it are then one write each.
 
 use std::collections::HashSet;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
@@ -27,7 +31,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::error::PipelineError;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, now_millis};
 
 /// The default lease of a claim (renewed while the holder works).
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -68,11 +72,61 @@ fn is_orphan(value: &[u8]) -> bool {
     }
 }
 
+/// The header of a record carrying an embedded claim: `claim/<owner>/<token>/<lease end, ms>`.
+const CLAIM_HEADER: &str = "claim/";
+/// The header of a record carrying a released embedded claim.
+const FREE: &str = "free";
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn embed(header: &str, payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(header.len() + 1 + payload.len());
+    record.extend_from_slice(header.as_bytes());
+    record.push(b'\n');
+    record.extend_from_slice(payload);
+    record
+}
+
+/// A record with an embedded claim: (header, payload). A record without a header (written
+/// before claims were embedded) is all payload, with no claim.
+pub(crate) fn split_embedded(record: &[u8]) -> (&str, &[u8]) {
+    let header_end = record.iter().take(128).position(|byte| *byte == b'\n');
+    match header_end.map(|end| (std::str::from_utf8(&record[..end]), end)) {
+        Some((Ok(header), end)) if header == FREE || header.starts_with(CLAIM_HEADER) => {
+            (header, &record[end + 1..])
+        }
+        _ => ("", record),
+    }
+}
+
+/// Whether an embedded claim header says someone is working on the record now: a holder in this
+/// process, or another run's holder whose lease has not run out.
+pub(crate) fn header_is_live(header: &str) -> bool {
+    let Some(claim) = header.strip_prefix(CLAIM_HEADER) else {
+        return false;
+    };
+    let mut fields = claim.split('/');
+    let (Some(owner), Some(token), Some(until)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let (Ok(token), Ok(until)) = (token.parse::<u64>(), until.parse::<i64>()) else {
+        return false;
+    };
+    if owner == RUN.owner {
+        RUN.live.lock().contains(&token)
+    } else {
+        until > now_millis()
+    }
+}
+
 /// Where a claim lives and how long its lease is.
 #[derive(Clone)]
 pub(crate) struct Site {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) namespace: String,
+    pub(crate) namespace: Arc<str>,
     pub(crate) lease: Duration,
 }
 
@@ -103,7 +157,7 @@ impl Site {
         for _ in 0..4 {
             if self
                 .store
-                .insert_if_absent(&self.namespace, key, holder.value.clone(), Some(self.lease))
+                .insert_if_absent(&self.namespace, key, holder.current(), Some(self.lease))
                 .await?
             {
                 return Ok(Acquired::Held(holder.armed()));
@@ -117,7 +171,7 @@ impl Site {
                             &self.namespace,
                             key,
                             found,
-                            holder.value.clone(),
+                            holder.current(),
                             Some(self.lease),
                         )
                         .await?
@@ -137,10 +191,29 @@ impl Site {
         Ok(Acquired::Busy)
     }
 
-    /// A holder for `key` that does not hold it yet: write [`Holder::create`] in a batch, then
-    /// [`Holder::armed`] if the batch applied.
-    pub(crate) fn holder(&self, key: &str) -> Holder {
-        Holder::new(self.clone(), key)
+    /// A holder whose claim will be a header of the record `key` (carrying `payload` too): write
+    /// [`Holder::record`] with `insert_if_absent`, then [`Holder::armed`] if that wrote it.
+    pub(crate) fn embedded_holder(&self, key: &str, payload: Vec<u8>) -> Holder {
+        Holder::embedded(self.clone(), key, Arc::new(payload))
+    }
+
+    /// Claims the record `key`, found holding `found` (a claim header and a payload), unless a
+    /// live holder has it: `None` then, or if it changed in the meantime.
+    pub(crate) async fn take_embedded(
+        &self,
+        key: &str,
+        found: Vec<u8>,
+    ) -> Result<Option<Holder>, PipelineError> {
+        let (header, payload) = split_embedded(&found);
+        if header_is_live(header) {
+            return Ok(None);
+        }
+        let holder = Holder::embedded(self.clone(), key, Arc::new(payload.to_vec()));
+        let swapped = self
+            .store
+            .compare_and_swap(&self.namespace, key, found, holder.current(), None)
+            .await?;
+        Ok(swapped.then(|| holder.armed()))
     }
 
     /// Takes `key` over from the settled value `previous` (compare-and-swap), for reprocessing; on
@@ -159,7 +232,7 @@ impl Site {
                 &self.namespace,
                 key,
                 previous,
-                holder.value.clone(),
+                holder.current(),
                 Some(self.lease),
             )
             .await?;
@@ -174,7 +247,10 @@ pub(crate) struct Holder {
     site: Site,
     key: String,
     token: u64,
-    value: Vec<u8>,
+    /// The record as this holder wrote it (an embedded claim changes it on each renewal).
+    value: Mutex<Vec<u8>>,
+    /// For a claim embedded in a record: what the record carries besides the claim.
+    payload: Option<Arc<Vec<u8>>>,
     /// What the key goes back to on release (`None`: deleted).
     restore: Option<(Vec<u8>, Option<Duration>)>,
     /// Whether the store record may still be ours and needs releasing.
@@ -201,29 +277,44 @@ impl Holder {
             site,
             key: key.to_owned(),
             token,
-            value,
+            value: Mutex::new(value),
+            payload: None,
             restore: None,
             armed: false,
         }
+    }
+
+    /// A holder whose claim is a header of the record `key`, which also carries `payload`.
+    fn embedded(site: Site, key: &str, payload: Arc<Vec<u8>>) -> Self {
+        let mut holder = Holder::new(site, key);
+        let free = embed(FREE, &payload);
+        *holder.value.get_mut() = holder.embedded_value(&payload);
+        holder.restore = Some((free, None));
+        holder.payload = Some(payload);
+        holder
+    }
+
+    /// This holder's claim header, with a lease running from now, in front of `payload`.
+    fn embedded_value(&self, payload: &[u8]) -> Vec<u8> {
+        let until = now_millis().saturating_add(millis(self.site.lease));
+        let header = format!("{}{}/{}/{until}", CLAIM_HEADER, RUN.owner, self.token);
+        embed(&header, payload)
+    }
+
+    /// The record as this holder last wrote it.
+    fn current(&self) -> Vec<u8> {
+        self.value.lock().clone()
+    }
+
+    /// The record an embedded holder claims with.
+    pub(crate) fn record(&self) -> Vec<u8> {
+        self.current()
     }
 
     /// Marks the claim as written (and so to be released if this holder is dropped).
     pub(crate) fn armed(mut self) -> Self {
         self.armed = true;
         self
-    }
-
-    /// The writes that claim the key if nobody holds it: a batch that fails with a conflict if
-    /// the key is taken.
-    pub(crate) fn create(&self) -> Batch {
-        Batch::new()
-            .expect_absent(self.site.namespace.clone(), self.key.clone())
-            .put(
-                self.site.namespace.clone(),
-                self.key.clone(),
-                self.value.clone(),
-                Some(self.site.lease),
-            )
     }
 
     /// The claimed key.
@@ -234,11 +325,7 @@ impl Holder {
     /// A batch whose first operation checks the claim is still this holder's: a commit built on it
     /// fails with a conflict (writing nothing) if the lease was lost.
     pub(crate) fn fence(&self) -> Batch {
-        Batch::new().expect(
-            self.site.namespace.clone(),
-            self.key.clone(),
-            self.value.clone(),
-        )
+        Batch::new().expect(&*self.site.namespace, self.key.clone(), self.current())
     }
 
     /// Applies `batch` (built on [`fence`](Holder::fence)), which settles the key; the claim is
@@ -268,7 +355,8 @@ impl Holder {
     /// process takes over at once and others after its lease.
     pub(crate) async fn release(mut self) {
         self.armed = false;
-        if let Err(error) = release(&self.site, &self.key, &self.value, &self.restore).await {
+        let value = self.current();
+        if let Err(error) = release(&self.site, &self.key, &value, &self.restore).await {
             tracing::warn!(
                 namespace = %self.site.namespace,
                 key = %self.key,
@@ -280,16 +368,37 @@ impl Holder {
 
     /// Extends the lease; `false` if the claim is no longer this holder's.
     async fn renew(&self) -> Result<bool, StoreError> {
-        self.site
-            .store
-            .compare_and_swap(
-                &self.site.namespace,
-                &self.key,
-                self.value.clone(),
-                self.value.clone(),
-                Some(self.site.lease),
-            )
-            .await
+        let current = self.current();
+        let store = &self.site.store;
+        match &self.payload {
+            None => {
+                store
+                    .compare_and_swap(
+                        &self.site.namespace,
+                        &self.key,
+                        current.clone(),
+                        current,
+                        Some(self.site.lease),
+                    )
+                    .await
+            }
+            Some(payload) => {
+                let renewed = self.embedded_value(payload);
+                let swapped = store
+                    .compare_and_swap(
+                        &self.site.namespace,
+                        &self.key,
+                        current,
+                        renewed.clone(),
+                        None,
+                    )
+                    .await?;
+                if swapped {
+                    *self.value.lock() = renewed;
+                }
+                Ok(swapped)
+            }
+        }
     }
 
     /// Runs `work` while renewing the lease every third of it. If a renewal finds the claim lost,
@@ -300,8 +409,10 @@ impl Holder {
         work: impl Future<Output = Result<T, PipelineError>>,
     ) -> Result<T, PipelineError> {
         let period = self.site.lease / 3;
+        let started = tokio::time::Instant::now();
         let mut work = pin!(work);
-        let mut timer = pin!(tokio::time::sleep(period));
+        // Made only once the work has to wait: most work finishes in its first poll.
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut renewal = None;
         poll_fn(|cx| {
             if let Poll::Ready(result) = work.as_mut().poll(cx) {
@@ -310,6 +421,9 @@ impl Holder {
             loop {
                 match renewal.as_mut() {
                     None => {
+                        let timer = timer.get_or_insert_with(|| {
+                            Box::pin(tokio::time::sleep_until(started + period))
+                        });
                         if timer.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
@@ -336,7 +450,9 @@ impl Holder {
                             ),
                         }
                         let next = tokio::time::Instant::now() + period;
-                        timer.as_mut().reset(next);
+                        if let Some(timer) = timer.as_mut() {
+                            timer.as_mut().reset(next);
+                        }
                     }
                 }
             }
@@ -351,10 +467,10 @@ async fn release(
     value: &[u8],
     restore: &Option<(Vec<u8>, Option<Duration>)>,
 ) -> Result<(), StoreError> {
-    let batch = Batch::new().expect(site.namespace.clone(), key, value.to_vec());
+    let batch = Batch::new().expect(&*site.namespace, key, value.to_vec());
     let batch = match restore {
-        Some((previous, ttl)) => batch.put(site.namespace.clone(), key, previous.clone(), *ttl),
-        None => batch.delete(site.namespace.clone(), key),
+        Some((previous, ttl)) => batch.put(&*site.namespace, key, previous.clone(), *ttl),
+        None => batch.delete(&*site.namespace, key),
     };
     match site.store.apply(batch).await {
         Err(error) if !error.is_conflict() => Err(error),
@@ -374,7 +490,7 @@ impl Drop for Holder {
             let (site, key, value, restore) = (
                 self.site.clone(),
                 std::mem::take(&mut self.key),
-                std::mem::take(&mut self.value),
+                std::mem::take(self.value.get_mut()),
                 self.restore.take(),
             );
             runtime.spawn(async move {
@@ -392,7 +508,7 @@ mod tests {
     fn site(store: &Arc<MemoryStore>, lease: Duration) -> Site {
         Site {
             store: store.clone(),
-            namespace: "claims".to_owned(),
+            namespace: "claims".into(),
             lease,
         }
     }
@@ -422,13 +538,13 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let site = site(&store, Duration::from_secs(30));
         let holder = held(&site, "k").await;
-        let value = holder.as_ref().map(|h| h.value.clone());
+        let value = holder.as_ref().map(Holder::current);
         // Dropped (cancelled): its token is forgotten at once; the background release has not run
         // yet when the next acquire looks.
         drop(holder);
         let taken = held(&site, "k").await;
         assert!(taken.is_some(), "an orphan of this run is taken over");
-        assert_ne!(taken.as_ref().map(|h| h.value.clone()), value);
+        assert_ne!(taken.as_ref().map(Holder::current), value);
     }
 
     #[tokio::test]
@@ -454,7 +570,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         let other = Site {
             store: store.clone(),
-            namespace: "claims".to_owned(),
+            namespace: "claims".into(),
             lease: Duration::from_secs(30),
         };
         let Some(winner) = held(&other, "k").await else {

@@ -32,14 +32,10 @@ pub(crate) fn clear_failed_unit() {
     let _ = FAILED_UNIT.try_with(|unit| unit.lock().take());
 }
 
-/// Notes `unit` as what failed, unless something further down already did (the innermost wins).
+/// Notes `unit` as what failed. With nested joins the outermost one notes last and wins:
+/// replaying its joined message re-runs the inner joins too, so every join settles.
 pub(crate) fn note_failed_unit(unit: impl FnOnce() -> Message) {
-    let _ = FAILED_UNIT.try_with(|slot| {
-        let mut slot = slot.lock();
-        if slot.is_none() {
-            *slot = Some(unit());
-        }
-    });
+    let _ = FAILED_UNIT.try_with(|slot| *slot.lock() = Some(unit()));
 }
 
 async fn with_unit_slot<F: Future>(future: F) -> (F::Output, Option<Message>) {
@@ -357,7 +353,16 @@ impl DeadLetters {
         Ok(self.read(id).await?.map(|(letter, _)| letter))
     }
 
-    async fn read(&self, id: &str) -> Result<Option<(DeadLetter, Vec<u8>)>, PipelineError> {
+    /// The namespace the letters are kept under.
+    pub(crate) fn namespace_name(&self) -> &str {
+        &self.namespace
+    }
+
+    /// One letter and its stored bytes (an unreadable one is quarantined: an error).
+    pub(crate) async fn read(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeadLetter, Vec<u8>)>, PipelineError> {
         let Some(bytes) = self.store.get(&self.namespace, id).await? else {
             return Ok(None);
         };
@@ -497,10 +502,12 @@ impl DeadLetters {
 }
 
 /// A letter's id: per unit and failure point, so that the same failure is parked once.
-fn letter_id(message: &Message) -> String {
-    match message.metadata().get(JOIN_UNIT) {
-        Some(join) => format!("join/{}:{join}/{}", join.len(), message.key()),
-        None => format!("message/{}", message.id()),
+pub(crate) fn letter_id(message: &Message) -> String {
+    let metadata = message.metadata();
+    match (metadata.get(JOIN_UNIT), metadata.contains_key(JOIN_EXPIRED)) {
+        (Some(join), false) => format!("join/{}:{join}/{}", join.len(), message.key()),
+        (Some(join), true) => format!("expired/{}:{join}/{}", join.len(), message.key()),
+        (None, _) => format!("message/{}", message.id()),
     }
 }
 

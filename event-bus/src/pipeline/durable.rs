@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use std::time::Duration;
 
-use super::claim::{self, Acquired, Holder, Site};
+use super::claim::{self, Holder, Site};
 use super::error::PipelineError;
 use super::handler::{Handler, Next};
 use super::message::Message;
@@ -16,7 +16,7 @@ use super::quarantine::quarantine;
 use super::typed::listen_with;
 use crate::event::Event;
 use crate::registry::Registry;
-use crate::store::{Batch, IntoStore, Store};
+use crate::store::{IntoStore, Store};
 use crate::subscription::Subscription;
 
 /// A message persisted by [`Durable::accept`], waiting to be processed. Dropping it without calling
@@ -153,15 +153,14 @@ pub struct Recovered {
 pub struct Durable {
     store: Arc<dyn Store>,
     handler: Arc<dyn Handler>,
-    namespace: String,
-    /// Claims on messages being processed: `<namespace>:claims`.
+    /// The inbox, where each message's record carries the claim of whoever processes it.
     claims: Site,
 }
 
 impl fmt::Debug for Durable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Durable")
-            .field("namespace", &self.namespace)
+            .field("namespace", &self.claims.namespace)
             .finish_non_exhaustive()
     }
 }
@@ -182,17 +181,15 @@ impl Durable {
         Durable {
             claims: Site {
                 store: Arc::clone(&store),
-                namespace: "inbox:claims".to_owned(),
+                namespace: "inbox".into(),
                 lease: claim::DEFAULT_LEASE,
             },
             store,
             handler: Arc::new(handler),
-            namespace: "inbox".to_owned(),
         }
     }
 
-    /// Keeps the inbox under `namespace` instead of `inbox` (and its claims under
-    /// `<namespace>:claims`).
+    /// Keeps the inbox under `namespace` instead of `inbox`.
     ///
     /// ```
     /// use event_bus::pipeline::{Durable, Pipeline};
@@ -204,8 +201,8 @@ impl Durable {
     /// # drop(durable);
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self.claims.namespace = format!("{}:claims", self.namespace);
+        let namespace: String = namespace.into();
+        self.claims.namespace = namespace.into();
         self
     }
 
@@ -273,32 +270,44 @@ impl Durable {
     /// # }
     /// ```
     pub async fn accept(&self, message: Message) -> Result<Accepted, PipelineError> {
-        let id = inbox_key(&message);
-        let bytes = message.encode()?;
-        // One batch in the common case: the message, and the claim of whoever processes it.
-        let holder = self.claims.holder(&id);
-        let batch = Batch::new()
-            .put(self.namespace.clone(), id.clone(), bytes.clone(), None)
-            .extend(holder.create());
-        let holder = match self.store.apply(batch).await {
-            Ok(()) => Some(holder.armed()),
-            Err(error) if error.is_conflict() => {
-                drop(holder);
-                // Already claimed (the same message delivered twice, or left by a crash): make
-                // sure it is stored, then claim it if nobody is working on it.
-                self.store.put(&self.namespace, &id, bytes, None).await?;
-                match self.claims.acquire(&id).await? {
-                    Acquired::Held(holder) => Some(holder),
-                    Acquired::Busy | Acquired::Settled(_) => None,
+        let key = inbox_key(&message);
+        // One write in the common case: the message, with the claim of whoever processes it.
+        let holder = self.claims.embedded_holder(&key, message.encode()?);
+        let mut holder = Some(holder);
+        for _ in 0..3 {
+            let record = holder.as_ref().map(Holder::record).unwrap_or_default();
+            if self
+                .store
+                .insert_if_absent(&self.claims.namespace, &key, record, None)
+                .await?
+            {
+                let holder = holder.take().map(Holder::armed);
+                return Ok(self.accepted(message, holder));
+            }
+            // Already in the inbox (the same message delivered twice, or left by a crash):
+            // claim it unless someone is working on it.
+            match self.store.get(&self.claims.namespace, &key).await? {
+                None => continue, // removed in the meantime: insert again
+                Some(found) => {
+                    if claim::header_is_live(claim::split_embedded(&found).0) {
+                        break;
+                    }
+                    if let Some(taken) = self.claims.take_embedded(&key, found).await? {
+                        return Ok(self.accepted(message, Some(taken)));
+                    }
                 }
             }
-            Err(error) => return Err(error.into()),
-        };
-        Ok(Accepted {
+        }
+        // Stored, and claimed by a live holder that answers for it.
+        Ok(self.accepted(message, None))
+    }
+
+    fn accepted(&self, message: Message, holder: Option<Holder>) -> Accepted {
+        Accepted {
             durable: self.clone(),
             message,
             holder,
-        })
+        }
     }
 
     /// Processes a claimed message; removes it (and the claim) on success, releases the claim on
@@ -311,10 +320,7 @@ impl Durable {
     ) -> Result<(), PipelineError> {
         match holder.hold(self.handler.handle(message, Next::end())).await {
             Ok(()) => {
-                let done = holder
-                    .fence()
-                    .delete(self.claims.namespace.clone(), id.clone())
-                    .delete(self.namespace.clone(), id.clone());
+                let done = holder.fence().delete(&*self.claims.namespace, id.clone());
                 if let Err(error) = holder.commit(done).await {
                     // Processed, but still in the inbox: a later `recover` runs it again, which
                     // idempotent handlers turn into a no-op.
@@ -348,34 +354,36 @@ impl Durable {
     /// ```
     pub async fn recover(&self) -> Result<Recovered, PipelineError> {
         let mut recovered = Recovered::default();
-        let mut left: Vec<(String, Message)> = Vec::new();
-        for (id, bytes) in self.store.scan(&self.namespace, "").await? {
-            match Message::decode(&bytes) {
-                Ok(message) => left.push((id, message)),
+        // Keys start with the message's time: oldest first.
+        for (key, record) in self.store.scan(&self.claims.namespace, "").await? {
+            let (header, payload) = claim::split_embedded(&record);
+            let message = match Message::decode(payload) {
+                Ok(message) => message,
                 Err(error) => {
-                    quarantine(self.store.as_ref(), &self.namespace, &id, bytes, &error).await?;
+                    quarantine(
+                        self.store.as_ref(),
+                        &self.claims.namespace,
+                        &key,
+                        record,
+                        &error,
+                    )
+                    .await?;
                     recovered.quarantined += 1;
-                }
-            }
-        }
-        // Keys start with the message's time: `left` is oldest first.
-        for (id, message) in left {
-            let holder = match self.claims.acquire(&id).await? {
-                Acquired::Held(holder) => holder,
-                Acquired::Busy | Acquired::Settled(_) => {
-                    recovered.in_flight += 1;
                     continue;
                 }
             };
-            // Processed and removed since the scan?
-            if self.store.get(&self.namespace, &id).await?.is_none() {
-                holder.release().await;
+            if claim::header_is_live(header) {
+                recovered.in_flight += 1;
                 continue;
             }
-            match self.process_held(holder, id.clone(), message).await {
+            let Some(holder) = self.claims.take_embedded(&key, record).await? else {
+                recovered.in_flight += 1; // claimed or removed in the meantime
+                continue;
+            };
+            match self.process_held(holder, key.clone(), message).await {
                 Ok(()) => recovered.succeeded += 1,
                 Err(error) => {
-                    tracing::warn!(message = %id, %error, "recovered message failed again");
+                    tracing::warn!(message = %key, %error, "recovered message failed again");
                     recovered.failed += 1;
                 }
             }
@@ -398,7 +406,7 @@ impl Durable {
     /// # }
     /// ```
     pub async fn pending(&self) -> Result<usize, PipelineError> {
-        Ok(self.store.count(&self.namespace).await?)
+        Ok(self.store.count(&self.claims.namespace).await?)
     }
 
     /// Feeds every `E` dispatched on `E`'s global registry through durable delivery (see

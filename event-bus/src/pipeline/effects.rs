@@ -70,10 +70,16 @@ pub(crate) fn roll_back(mark: usize) {
     let _ = STAGED.try_with(|staged| staged.lock().truncate(mark));
 }
 
-/// Runs `future` with a fresh staging area; returns its output and what it staged.
-pub(crate) async fn collect<F: std::future::Future>(future: F) -> (F::Output, Batch) {
+/// Runs the future `start` makes with a fresh staging area; returns its output and what it
+/// staged. `start` runs inside the staging area, so that marks taken while it builds the future
+/// (by [`Next::run`](super::Next::run)) belong to this area.
+pub(crate) async fn collect<F: std::future::Future>(
+    start: impl FnOnce() -> F,
+) -> (F::Output, Batch) {
     let staged = Arc::new(Mutex::new(Batch::new()));
-    let output = STAGED.scope(Arc::clone(&staged), future).await;
+    let output = STAGED
+        .scope(Arc::clone(&staged), async move { start().await })
+        .await;
     let batch = std::mem::take(&mut *staged.lock());
     (output, batch)
 }

@@ -137,10 +137,11 @@ impl Next {
             position: self.position + 1,
             then: self.then.clone(),
         };
+        // Writes staged by this hop and the rest belong to it, including those staged while
+        // `handle` runs synchronously: a failure discards them.
+        let mark = effects::mark();
         match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
             Ok(future) => Box::pin(async move {
-                // Writes staged by this hop and the rest belong to it: a failure discards them.
-                let mark = effects::mark();
                 let result = match CatchPanic::new(future).await {
                     Ok(result) => result,
                     Err(panic) => Err(PipelineError::Panic(panic)),
@@ -150,7 +151,12 @@ impl Next {
                 }
                 result
             }),
-            Err(payload) => Box::pin(ready(Err(PipelineError::Panic(panic_message(payload))))),
+            Err(payload) => {
+                if let Some(mark) = mark {
+                    effects::roll_back(mark);
+                }
+                Box::pin(ready(Err(PipelineError::Panic(panic_message(payload)))))
+            }
         }
     }
 }

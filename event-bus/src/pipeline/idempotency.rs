@@ -199,7 +199,7 @@ impl Idempotency {
             inner: Arc::new(Inner {
                 site: Site {
                     store: store.into_store(),
-                    namespace: "idempotency".to_owned(),
+                    namespace: "idempotency".into(),
                     lease: claim::DEFAULT_LEASE,
                 },
                 key: None,
@@ -222,6 +222,7 @@ impl Idempotency {
     /// # drop(idempotency);
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        let namespace: String = namespace.into();
         Arc::make_mut(&mut self.inner).site.namespace = namespace.into();
         self
     }
@@ -434,7 +435,7 @@ impl Inner {
                 OnDuplicate::Skip => Ok(()),
                 OnDuplicate::Forward => {
                     // The duplicate's staged writes are not committed: nothing is recorded.
-                    effects::collect(next.run(message)).await.0
+                    effects::collect(|| next.run(message)).await.0
                 }
                 OnDuplicate::Reprocess => {
                     match self
@@ -453,13 +454,13 @@ impl Inner {
     /// Runs the rest of the chain while holding the key; commits the record with what was staged,
     /// or releases the key.
     async fn run(&self, holder: Holder, message: Message, next: Next) -> Result<(), PipelineError> {
-        let (result, staged) = effects::collect(holder.hold(next.run(message))).await;
+        let (result, staged) = effects::collect(|| holder.hold(next.run(message))).await;
         match result {
             Ok(()) => {
                 let key = holder.key().to_owned();
                 let commit = holder
                     .fence()
-                    .put(self.site.namespace.clone(), key, DONE.to_vec(), self.ttl)
+                    .put(&*self.site.namespace, key, DONE.to_vec(), self.ttl)
                     .extend(staged);
                 holder.commit(commit).await?;
                 let processed = self.counters.processed.fetch_add(1, Ordering::Relaxed) + 1;

@@ -250,7 +250,7 @@ impl Join {
                 condition,
                 joined: Site {
                     store: Arc::clone(&store),
-                    namespace: String::new(),
+                    namespace: "".into(),
                     lease: claim::DEFAULT_LEASE,
                 },
                 store,
@@ -275,7 +275,7 @@ impl Join {
     fn set_namespace(&mut self, namespace: String) {
         let inner = self.inner_mut();
         inner.parts = format!("{namespace}:parts");
-        inner.joined.namespace = format!("{namespace}:joined");
+        inner.joined.namespace = format!("{namespace}:joined").into();
         inner.namespace = namespace;
     }
 
@@ -479,9 +479,9 @@ impl Join {
             let marker = inner.store.get(&inner.joined.namespace, &key).await?;
             let guard = match &marker {
                 Some(marker) => {
-                    Batch::new().expect(inner.joined.namespace.clone(), key.clone(), marker.clone())
+                    Batch::new().expect(&*inner.joined.namespace, key.clone(), marker.clone())
                 }
-                None => Batch::new().expect_absent(inner.joined.namespace.clone(), key.clone()),
+                None => Batch::new().expect_absent(&*inner.joined.namespace, key.clone()),
             };
             let mut delete_parts = guard;
             for (record_key, _) in &parts {
@@ -511,21 +511,20 @@ impl Join {
             }
             let missing = inner.condition.missing(&present);
             let parts: Vec<Part> = parts.into_iter().map(|(_, part)| part).collect();
+            // A part of a missing source arriving meanwhile makes this a live join again.
             let mut batch = delete_parts;
+            for source in &missing {
+                batch = batch.expect_absent(inner.parts.clone(), part_key(&key, source));
+            }
             if let Some(dead_letters) = &inner.dead_letters {
-                let unit = inner
-                    .joined_message(&key, &parts)?
-                    .with_metadata(JOIN_UNIT, inner.namespace.clone())
-                    .with_metadata(JOIN_EXPIRED, "true");
-                let error = PipelineError::JoinExpired {
-                    key: key.clone(),
-                    missing: missing.clone(),
-                };
-                let (_, letter) = dead_letters.letter(unit, &error)?;
-                batch = batch.extend(letter);
+                batch = batch.extend(
+                    inner
+                        .expired_letter(dead_letters, &key, &parts, &missing)
+                        .await?,
+                );
             }
             if !apply_unless_conflict(inner.store.as_ref(), batch).await? {
-                swept.in_flight += 1; // a part arrived and claimed it in the meantime
+                swept.in_flight += 1; // a part arrived in the meantime
                 continue;
             }
             swept.expired.push(ExpiredJoin {
@@ -616,6 +615,43 @@ fn decompose(joined: &Message) -> Result<Vec<Message>, PipelineError> {
 }
 
 const JOINED: &[u8] = b"joined";
+/// Metadata of an expired join's letter: its parts, exactly (postcard, hex).
+const JOIN_PARTS: &str = "event-bus.join-parts";
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
+/// The parts an expired join's letter carries: exactly, from its metadata; or, for a letter
+/// without it, rebuilt from the composed content.
+fn parts_of_expired(unit: &Message) -> Result<Vec<Message>, PipelineError> {
+    match unit.metadata().get(JOIN_PARTS) {
+        Some(hex) => from_hex(hex)
+            .and_then(|bytes| postcard::from_bytes::<Vec<Message>>(&bytes).ok())
+            .ok_or_else(|| PipelineError::Corrupt("the parts of an expired join".to_owned())),
+        None => decompose(unit),
+    }
+}
+
+/// The sources of a joined message: the keys of its composed content (exact, whatever the
+/// source names contain), else its `joined-sources` metadata.
+fn sources_of_joined(joined: &Message) -> Vec<String> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(joined.content()) {
+        Ok(object) => object.into_iter().map(|(source, _)| source).collect(),
+        Err(_) => joined
+            .metadata()
+            .get(JOINED_SOURCES)
+            .map(|sources| sources.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+    }
+}
 
 impl Inner {
     /// The stored parts under `prefix`, grouped by key (record key, part); unreadable parts are
@@ -642,6 +678,65 @@ impl Inner {
             }
         }
         Ok((groups, quarantined))
+    }
+
+    /// The write parking an expired join as one letter: its parts exactly, merged with those of
+    /// an earlier expiry of the same key still parked (so that none is lost), and fenced on that
+    /// earlier letter.
+    async fn expired_letter(
+        &self,
+        dead_letters: &DeadLetters,
+        key: &str,
+        parts: &[Part],
+        missing: &[String],
+    ) -> Result<Batch, PipelineError> {
+        let mut messages: Vec<Message> = parts.iter().map(|part| part.message.clone()).collect();
+        let probe = Message::new("", key, Vec::new())
+            .with_metadata(JOIN_UNIT, self.namespace.clone())
+            .with_metadata(JOIN_EXPIRED, "true");
+        let id = super::dead_letter::letter_id(&probe);
+        let mut fence = Batch::new();
+        match dead_letters.read(&id).await {
+            Ok(Some((earlier, bytes))) => {
+                for part in parts_of_expired(&earlier.message)? {
+                    if !messages.iter().any(|m| m.source() == part.source()) {
+                        messages.push(part);
+                    }
+                }
+                fence = fence.expect(dead_letters.namespace_name(), id, bytes);
+            }
+            Ok(None) => fence = fence.expect_absent(dead_letters.namespace_name(), id),
+            // Unreadable: `read` moved it to the quarantine, so the key is free now.
+            Err(PipelineError::Corrupt(_)) => {
+                fence = fence.expect_absent(dead_letters.namespace_name(), id);
+            }
+            Err(error) => return Err(error),
+        }
+        let merged: Vec<Part> = messages
+            .iter()
+            .map(|message| Part {
+                arrived_ms: 0,
+                message: message.clone(),
+            })
+            .collect();
+        let encoded = postcard::to_stdvec(&messages)
+            .map_err(|error| PipelineError::Corrupt(format!("join parts: {error}")))?;
+        let unit = self
+            .joined_message(key, &merged)?
+            .with_metadata(JOIN_UNIT, self.namespace.clone())
+            .with_metadata(JOIN_EXPIRED, "true")
+            .with_metadata(JOIN_PARTS, to_hex(&encoded));
+        let present: BTreeSet<String> = messages.iter().map(|m| m.source().to_owned()).collect();
+        let error = PipelineError::JoinExpired {
+            key: key.to_owned(),
+            missing: if merged.len() == parts.len() {
+                missing.to_vec()
+            } else {
+                self.condition.missing(&present)
+            },
+        };
+        let (_, letter) = dead_letters.letter(unit, &error)?;
+        Ok(fence.extend(letter))
     }
 
     fn joined_message(&self, key: &str, parts: &[Part]) -> Result<Message, PipelineError> {
@@ -675,7 +770,7 @@ impl Inner {
         // The first part of a source wins; a duplicate still checks the join below, so that
         // redelivering a part retries a join whose earlier attempt failed.
         let stored = store
-            .insert_if_absent(&self.parts, &part_key(&key, &source), encoded.clone(), None)
+            .insert_if_absent(&self.parts, &part_key(&key, &source), encoded, None)
             .await?;
         if stored {
             self.counters.parts.fetch_add(1, Ordering::Relaxed);
@@ -690,6 +785,8 @@ impl Inner {
         if quarantined > 0 && !parts.iter().any(|(_, p)| p.message.source() == source) {
             // This source's record was unreadable (now quarantined): store this part instead.
             let record_key = part_key(&key, &source);
+            let encoded = postcard::to_stdvec(&part)
+                .map_err(|error| PipelineError::Corrupt(format!("join part: {error}")))?;
             if store
                 .insert_if_absent(&self.parts, &record_key, encoded, None)
                 .await?
@@ -709,7 +806,13 @@ impl Inner {
             }
             // Being joined by another holder, which answers for it (its parts are stored).
             Acquired::Busy => Ok(()),
-            Acquired::Settled(marker) if marker == JOINED => self.late(&key),
+            Acquired::Settled(marker) if marker == JOINED => {
+                // Joined while this part was being stored: it is a stray, not a new join.
+                if stored {
+                    store.delete(&self.parts, &part_key(&key, &source)).await?;
+                }
+                self.late(&key)
+            }
             Acquired::Settled(_) => Err(PipelineError::Corrupt(format!(
                 "join marker of key `{key}` in `{}`",
                 self.joined.namespace
@@ -738,7 +841,7 @@ impl Inner {
         match holder.hold(next.run(joined.clone())).await {
             Ok(()) => {
                 let mut batch = holder.fence().put(
-                    self.joined.namespace.clone(),
+                    &*self.joined.namespace,
                     key.clone(),
                     JOINED.to_vec(),
                     self.remember_joined,
@@ -764,7 +867,7 @@ impl Inner {
     async fn unit(&self, mut message: Message, next: Next) -> Result<(), PipelineError> {
         message.metadata_mut().remove(JOIN_UNIT);
         if message.metadata_mut().remove(JOIN_EXPIRED).is_some() {
-            for part in decompose(&message)? {
+            for part in parts_of_expired(&message)? {
                 self.part(part, next.clone()).await?;
             }
             return Ok(());
@@ -773,17 +876,10 @@ impl Inner {
         let key = message.key().to_owned();
         match self.joined.acquire(&key).await? {
             Acquired::Held(holder) => {
-                let record_keys = message
-                    .metadata()
-                    .get(JOINED_SOURCES)
-                    .map(|sources| {
-                        sources
-                            .split(',')
-                            .filter(|source| !source.is_empty())
-                            .map(|source| part_key(&key, source))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let record_keys = sources_of_joined(&message)
+                    .iter()
+                    .map(|source| part_key(&key, source))
+                    .collect();
                 self.emit(holder, message, record_keys, next).await
             }
             Acquired::Busy => Err(PipelineError::InFlight { key }),

@@ -718,6 +718,9 @@ impl FileIdentity {
 
 /// The SQL condition "the record is live", with the current time as parameter `?3`.
 const LIVE: &str = "(expires_at IS NULL OR expires_at > ?3)";
+/// The live value of (`?1`, `?2`) at time `?3`.
+const GET: &str = "SELECT value FROM records
+     WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 
 fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
     let now = now_millis();
@@ -749,10 +752,8 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
         }
         Command::Get { namespace, key } => {
             let value = tx
-                .prepare_cached(&format!(
-                    "SELECT value FROM records WHERE namespace = ?1 AND key = ?2 AND {LIVE}"
-                ))?
-                .query_row(params![namespace, key, now], |row| row.get(0))
+                .prepare_cached(GET)?
+                .query_row(params![namespace, key, now], |row| bytes_at(row, 0))
                 .optional()?;
             Ok(Reply::Value(value))
         }
@@ -782,7 +783,7 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
             Ok(Reply::Flag(changed == 1))
         }
         Command::Scan { namespace, prefix } => {
-            let map = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
+            let map = |row: &rusqlite::Row<'_>| Ok((text_at(row, 0)?, bytes_at(row, 1)?));
             let records = match prefix_upper_bound(prefix) {
                 Some(upper) => tx
                     .prepare_cached(&format!(
@@ -811,8 +812,20 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
             Ok(Reply::Number(usize::try_from(count).unwrap_or(0)))
         }
         Command::Apply(ops) => {
-            // A savepoint makes the batch all-or-nothing inside the group's transaction.
-            tx.execute_batch("SAVEPOINT batch")?;
+            // A savepoint makes the batch all-or-nothing inside the group's transaction. It is
+            // needed only if something can fail after a write: a second write, or a
+            // precondition after a write (one statement is atomic by itself).
+            let mut writes = 0;
+            let savepoint = ops.iter().any(|op| match op {
+                Op::Expect { .. } => writes > 0,
+                _ => {
+                    writes += 1;
+                    writes > 1
+                }
+            });
+            if savepoint {
+                tx.prepare_cached("SAVEPOINT batch")?.execute([])?;
+            }
             let applied = ops.iter().try_for_each(|op| match op {
                 Op::Put {
                     namespace,
@@ -827,10 +840,8 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
                     value,
                 } => {
                     let found: Option<Vec<u8>> = tx
-                        .prepare_cached(&format!(
-                            "SELECT value FROM records WHERE namespace = ?1 AND key = ?2 AND {LIVE}"
-                        ))?
-                        .query_row(params![namespace, key, now], |row| row.get(0))
+                        .prepare_cached(GET)?
+                        .query_row(params![namespace, key, now], |row| bytes_at(row, 0))
                         .optional()?;
                     if found == *value {
                         Ok(())
@@ -843,9 +854,15 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
                 }
             });
             match applied {
-                Ok(()) => tx.execute_batch("RELEASE batch")?,
+                Ok(()) if savepoint => {
+                    tx.prepare_cached("RELEASE batch")?.execute([])?;
+                }
+                Ok(()) => {}
                 Err(failure) => {
-                    tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                    if savepoint {
+                        tx.prepare_cached("ROLLBACK TO batch")?.execute([])?;
+                        tx.prepare_cached("RELEASE batch")?.execute([])?;
+                    }
                     return Err(failure);
                 }
             }
@@ -863,6 +880,23 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
             Ok(Reply::Number(purged))
         }
     }
+}
+
+/// A stored value as bytes, whatever its SQL type (a row written by another tool may hold TEXT
+/// or a number): reading it never fails a whole scan.
+fn bytes_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Vec<u8>> {
+    use rusqlite::types::ValueRef;
+    Ok(match row.get_ref(index)? {
+        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes.to_vec(),
+        ValueRef::Integer(number) => number.to_string().into_bytes(),
+        ValueRef::Real(number) => number.to_string().into_bytes(),
+        ValueRef::Null => Vec::new(),
+    })
+}
+
+/// A stored key as text, whatever its SQL type.
+fn text_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<String> {
+    Ok(String::from_utf8_lossy(&bytes_at(row, index)?).into_owned())
 }
 
 fn put(
@@ -1016,6 +1050,37 @@ mod tests {
         reader.close().await;
         assert_eq!(writer.get("ns", "k").await.expect("get"), Some(vec![1]));
         assert_eq!(writer.get("ns", "new").await.expect("get"), None);
+    }
+
+    /// A row written by another tool with a TEXT (or numeric, or NULL) value is read as bytes,
+    /// never failing a whole scan.
+    #[tokio::test]
+    async fn rows_of_any_sql_type_are_read_as_bytes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("types.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .put("ns", "blob", vec![1, 2], None)
+            .await
+            .expect("put");
+        let other = Connection::open(&path).expect("second connection");
+        other
+            .execute_batch(
+                "INSERT INTO records (namespace, key, value) VALUES ('ns', 'text', 'hello');
+                 INSERT INTO records (namespace, key, value) VALUES ('ns', 'number', 42);",
+            )
+            .expect("foreign rows");
+        let found = store.scan("ns", "").await.expect("scan");
+        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["blob", "number", "text"]);
+        assert_eq!(
+            store.get("ns", "text").await.expect("get"),
+            Some(b"hello".to_vec())
+        );
+        assert_eq!(
+            store.get("ns", "number").await.expect("get"),
+            Some(b"42".to_vec())
+        );
     }
 
     #[tokio::test]

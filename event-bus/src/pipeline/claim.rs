@@ -38,18 +38,32 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 const PREFIX: &[u8] = b"claim/";
 
+const SHARDS: usize = 16;
+
 /// This process run: its owner id and the tokens its live holders hold.
 struct Run {
     owner: String,
     next_token: AtomicU64,
-    live: Mutex<HashSet<u64>>,
+    /// Sharded by token, so that holders on different threads rarely share a lock.
+    live: [Mutex<HashSet<u64>>; SHARDS],
 }
 
 static RUN: LazyLock<Run> = LazyLock::new(|| Run {
     owner: uuid::Uuid::new_v4().simple().to_string(),
     next_token: AtomicU64::new(1),
-    live: Mutex::new(HashSet::new()),
+    live: std::array::from_fn(|_| Mutex::new(HashSet::new())),
 });
+
+impl Run {
+    fn shard(&self, token: u64) -> &Mutex<HashSet<u64>> {
+        // `SHARDS` is a power of two; the modulo cannot truncate meaningfully.
+        &self.live[(token % SHARDS as u64) as usize]
+    }
+
+    fn is_live(&self, token: u64) -> bool {
+        self.shard(token).lock().contains(&token)
+    }
+}
 
 /// A parsed claim value: (owner, token).
 fn parse(value: &[u8]) -> Option<(&str, u64)> {
@@ -67,7 +81,7 @@ pub(crate) fn is_claim(value: &[u8]) -> bool {
 /// Whether `value` is a claim that nobody works on: one of this run whose holder is gone.
 fn is_orphan(value: &[u8]) -> bool {
     match parse(value) {
-        Some((owner, token)) => owner == RUN.owner && !RUN.live.lock().contains(&token),
+        Some((owner, token)) => owner == RUN.owner && !RUN.is_live(token),
         None => false,
     }
 }
@@ -116,7 +130,7 @@ pub(crate) fn header_is_live(header: &str) -> bool {
         return false;
     };
     if owner == RUN.owner {
-        RUN.live.lock().contains(&token)
+        RUN.is_live(token)
     } else {
         until > now_millis()
     }
@@ -270,7 +284,7 @@ impl std::fmt::Debug for Holder {
 impl Holder {
     fn new(site: Site, key: &str) -> Self {
         let token = RUN.next_token.fetch_add(1, Ordering::Relaxed);
-        RUN.live.lock().insert(token);
+        RUN.shard(token).lock().insert(token);
         let mut value = PREFIX.to_vec();
         value.extend_from_slice(format!("{}/{token}", RUN.owner).as_bytes());
         Holder {
@@ -480,7 +494,7 @@ async fn release(
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        RUN.live.lock().remove(&self.token);
+        RUN.shard(self.token).lock().remove(&self.token);
         if !self.armed {
             return;
         }

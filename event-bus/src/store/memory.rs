@@ -201,18 +201,44 @@ impl Store for MemoryStore {
 
     fn apply(&self, batch: Batch) -> StoreFuture<'_, ()> {
         let applied = self.with(|namespaces, now| {
-            // Writes are applied as they come; if a precondition fails, the undo log puts every
-            // touched record back, so the batch is all-or-nothing.
+            let ops = batch.into_ops();
+            // Preconditions that come before every write (the usual fenced commit) are checked
+            // first; only a precondition after a write needs the undo log.
+            let leading = ops
+                .iter()
+                .take_while(|op| matches!(op, Op::Expect { .. }))
+                .count();
+            for op in &ops[..leading] {
+                if let Op::Expect {
+                    namespace,
+                    key,
+                    value,
+                } = op
+                    && live(namespaces, namespace, key, now).map(|r| &r.value) != value.as_ref()
+                {
+                    return Err(StoreError::Conflict {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                    });
+                }
+            }
+            let needs_undo = ops[leading..]
+                .iter()
+                .any(|op| matches!(op, Op::Expect { .. }));
+            // Writes are applied as they come; if a later precondition fails, the undo log puts
+            // every touched record back, so the batch is all-or-nothing.
             let mut undo: Vec<(String, String, Option<Record>)> = Vec::new();
             let mut before = |namespaces: &Namespaces, namespace: &str, key: &str| {
-                let previous = namespaces
-                    .get(namespace)
-                    .and_then(|records| records.get(key))
-                    .cloned();
-                undo.push((namespace.to_owned(), key.to_owned(), previous));
+                if needs_undo {
+                    let previous = namespaces
+                        .get(namespace)
+                        .and_then(|records| records.get(key))
+                        .cloned();
+                    undo.push((namespace.to_owned(), key.to_owned(), previous));
+                }
             };
             let mut failed = None;
-            for op in batch.into_ops() {
+            for op in ops.into_iter().skip(leading) {
                 match op {
                     Op::Put {
                         namespace,

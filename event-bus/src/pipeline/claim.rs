@@ -423,7 +423,6 @@ impl Holder {
         work: impl Future<Output = Result<T, PipelineError>>,
     ) -> Result<T, PipelineError> {
         let period = self.site.lease / 3;
-        let started = tokio::time::Instant::now();
         let mut work = pin!(work);
         // Made only once the work has to wait: most work finishes in its first poll.
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -435,9 +434,8 @@ impl Holder {
             loop {
                 match renewal.as_mut() {
                     None => {
-                        let timer = timer.get_or_insert_with(|| {
-                            Box::pin(tokio::time::sleep_until(started + period))
-                        });
+                        let timer =
+                            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
                         if timer.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }

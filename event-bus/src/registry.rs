@@ -76,17 +76,20 @@ impl<E: 'static> State<E> {
     }
 
     fn insert(&self, priority: i32, name: Arc<str>, callback: Callback<E>) -> u64 {
-        let mut next_id = self.writer.lock();
-        let id = *next_id;
-        *next_id += 1;
-        let entry = Entry {
-            id,
-            priority,
-            name,
-            callback,
+        let (id, previous) = {
+            let mut next_id = self.writer.lock();
+            let id = *next_id;
+            *next_id += 1;
+            let entry = Entry {
+                id,
+                priority,
+                name,
+                callback,
+            };
+            let current = self.current.load();
+            (id, self.publish(Snapshot::with(current.as_deref(), entry)))
         };
-        let current = self.current.load();
-        self.publish(Snapshot::with(current.as_deref(), entry));
+        drop(previous); // outside the lock, like every snapshot this registry lets go of
         id
     }
 
@@ -98,21 +101,26 @@ impl<E: 'static> State<E> {
     }
 
     pub(crate) fn remove(&self, id: u64) -> bool {
-        let _writer = self.writer.lock();
-        let current = self.current.load();
-        match current.as_deref().and_then(|snapshot| snapshot.without(id)) {
-            Some(next) => {
-                self.publish(next);
-                true
+        let previous = {
+            let _writer = self.writer.lock();
+            let current = self.current.load();
+            match current.as_deref().and_then(|snapshot| snapshot.without(id)) {
+                Some(next) => self.publish(next),
+                None => return false,
             }
-            None => false,
-        }
+        };
+        // The removed listener (its closure and whatever it captured) may be dropped here, after
+        // the lock is released: a captured value whose `Drop` unsubscribes or registers on this
+        // registry must not deadlock.
+        drop(previous);
+        true
     }
 
-    /// Replaces the snapshot; dispatches already running keep the one they loaded. Called with the
-    /// writer lock held.
-    fn publish(&self, snapshot: Snapshot<E>) {
-        self.current.store(Some(Arc::new(snapshot)));
+    /// Replaces the snapshot and returns the previous one, to be dropped once the writer lock is
+    /// released; dispatches already running keep the one they loaded. Called with the lock held.
+    #[must_use = "the previous snapshot must be dropped after the writer lock is released"]
+    fn publish(&self, snapshot: Snapshot<E>) -> Option<Arc<Snapshot<E>>> {
+        self.current.swap(Some(Arc::new(snapshot)))
     }
 }
 

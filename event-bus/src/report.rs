@@ -103,7 +103,8 @@ impl Report {
 
     /// How many listeners the event was dispatched to (the registry's snapshot at dispatch time).
     ///
-    /// Always `succeeded() + detached() + failures().len()`.
+    /// Always `succeeded() + detached()` plus the failures of listeners (every failure but a
+    /// [`PayloadDropPanic`](FailureCause::PayloadDropPanic)).
     ///
     /// ```
     /// use event_bus::prelude::*;
@@ -370,7 +371,12 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "listener `{}` {}", self.listener, self.cause)
+        match &self.cause {
+            FailureCause::PayloadDropPanic(_) => {
+                write!(f, "event `{}`: {}", self.event, self.cause)
+            }
+            cause => write!(f, "listener `{}` {cause}", self.listener),
+        }
     }
 }
 
@@ -398,6 +404,11 @@ pub enum FailureCause {
     /// The listener's task was cancelled before it finished (the runtime shut down).
     #[error("cancelled before completion (runtime shut down)")]
     Cancelled,
+    /// Not a listener's failure: the event payload's `Drop` panicked after the listeners ran
+    /// (reported by [`spawn`](crate::Event::spawn), whose tasks drop the shared payload). The
+    /// failure's [`listener`](Failure::listener) is empty, and no listener is counted as failed.
+    #[error("the event payload panicked while being dropped: {0}")]
+    PayloadDropPanic(String),
 }
 
 impl FailureCause {
@@ -406,6 +417,9 @@ impl FailureCause {
         match self {
             FailureCause::Panic(message) => {
                 tracing::error!(event, listener, panic = %message, "event listener panicked");
+            }
+            FailureCause::PayloadDropPanic(message) => {
+                tracing::error!(event, panic = %message, "event payload panicked while dropped");
             }
             other => tracing::warn!(event, listener, cause = %other, "event listener failed"),
         }

@@ -179,3 +179,55 @@ async fn async_listeners_may_spawn_and_deliver_recursively() {
     // Countdown(n) for n>0 causes Countdown(n-1) and Countdown(0): f(n) = 1 + f(n-1) + 1, f(0) = 1.
     assert_eq!(seen.load(Ordering::SeqCst), 7);
 }
+
+#[event]
+struct Tidy;
+
+/// Dropping a listener (when unsubscribed) may run `Drop` code that touches the same registry:
+/// the snapshot is released after the registry's lock, so nothing deadlocks.
+#[test]
+fn unsubscribing_a_listener_that_owns_a_guard_of_the_same_registry_does_not_deadlock() {
+    within(LIMIT, || {
+        let registry = Arc::new(Registry::<Tidy>::new());
+        let inner = registry.register(|_: &Tidy| {}).guard();
+        let outer = registry.register(move |_: &Tidy| {
+            let _keep = &inner; // the closure owns a guard of the same registry
+        });
+        assert_eq!(registry.len(), 2);
+        assert!(
+            outer.unsubscribe(),
+            "returns: dropping the closure dropped the guard"
+        );
+        assert!(registry.is_empty(), "and the guard's listener went with it");
+    });
+}
+
+/// A value captured by a listener whose `Drop` registers a new listener on the same registry.
+#[test]
+fn a_captured_value_whose_drop_registers_on_the_registry_does_not_deadlock() {
+    struct RegistersOnDrop(Arc<Registry<Tidy>>);
+    impl Drop for RegistersOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.register(|_: &Tidy| {});
+        }
+    }
+    within(LIMIT, || {
+        let registry = Arc::new(Registry::<Tidy>::new());
+        let captured = RegistersOnDrop(Arc::clone(&registry));
+        let subscription = registry.register(move |_: &Tidy| {
+            let _keep = &captured;
+        });
+        assert!(subscription.unsubscribe());
+        assert_eq!(registry.len(), 1, "the listener registered by the Drop");
+        // The same through a guard going out of scope.
+        let captured = RegistersOnDrop(Arc::clone(&registry));
+        drop(
+            registry
+                .register(move |_: &Tidy| {
+                    let _keep = &captured;
+                })
+                .guard(),
+        );
+        assert_eq!(registry.len(), 2);
+    });
+}

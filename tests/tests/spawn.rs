@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
+use event_bus::FailureCause;
 use event_bus::prelude::*;
 use event_bus_tests::within;
 
@@ -223,4 +224,36 @@ async fn event_spawn_uses_the_global_registry() {
     .guard();
     assert_eq!(GlobalSpawned.spawn().await.succeeded(), 1);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[event]
+struct Fragile;
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        panic!("fragile payload");
+    }
+}
+
+/// A panic in the payload's `Drop` (run by whichever task lets go of the payload last) is reported
+/// for what it is, without blaming a listener that succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_whose_drop_panics_does_not_blame_a_listener() {
+    event_bus_tests::quiet_panics();
+    let registry = Registry::<Fragile>::new();
+    registry.listener().name("first").register(|_: &Fragile| {});
+    registry
+        .listener()
+        .name("second")
+        .register_async(|_: Arc<Fragile>| async {});
+    let report = registry.spawn(Fragile).await;
+    assert_eq!(report.succeeded(), 2, "{report}");
+    assert_eq!(report.failures().len(), 1, "{report}");
+    let failure = &report.failures()[0];
+    assert_eq!(failure.listener(), "");
+    assert!(
+        matches!(failure.cause(), FailureCause::PayloadDropPanic(m) if m == "fragile payload"),
+        "{failure}"
+    );
+    assert!(!report.is_success());
 }

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use super::run_async;
 use crate::event::Event;
 use crate::listener::Callback;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::Snapshot;
 use crate::report::{FailureCause, Report};
@@ -49,6 +51,11 @@ pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> D
             runtime.spawn(async move { run_entry(&snapshot, index, event).await })
         })
         .collect();
+    // Every task may have finished already, making this the payload's last owner.
+    if let Some(message) = drop_payload(event) {
+        let cause = FailureCause::PayloadDropPanic(message);
+        report.record_failure(E::NAME, &Arc::from(""), cause);
+    }
     Dispatch {
         event: E::NAME,
         names: Some(snapshot),
@@ -59,23 +66,46 @@ pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> D
 }
 
 /// The body of one listener's task. A failure is logged here, so a detached dispatch still reports
-/// it, and carries the listener's name back to the [`Dispatch`].
+/// it, and carries the listener's name back to the [`Dispatch`]. The task that drops the shared
+/// payload last runs its `Drop`: a panic there is the payload's, not the listener's.
 async fn run_entry<E: Event>(snapshot: &Snapshot<E>, index: usize, event: Arc<E>) -> TaskOutcome {
-    let Some(entry) = snapshot.entries.get(index) else {
-        return Ok(());
+    let outcome: Outcome = match snapshot.entries.get(index).map(|entry| &entry.callback) {
+        None => Ok(()),
+        Some(Callback::Sync(listener)) => run_guarded(|| listener(&event)),
+        // This task keeps its own owner of the payload, so the listener's is never the last.
+        Some(Callback::Async(listener)) => run_async(listener, Arc::clone(&event)).await,
     };
-    let outcome: Outcome = match &entry.callback {
-        Callback::Sync(listener) => run_guarded(|| listener(&event)),
-        Callback::Async(listener) => run_async(listener, event).await,
-    };
-    outcome.map_err(|cause| {
-        cause.log(E::NAME, &entry.name);
-        (Arc::clone(&entry.name), cause)
-    })
+    let payload_drop = drop_payload(event);
+    let listener = outcome.map_err(|cause| {
+        let name = snapshot.entries.get(index).map_or_else(
+            || Arc::from("<unknown listener>"),
+            |entry| Arc::clone(&entry.name),
+        );
+        cause.log(E::NAME, &name);
+        (name, cause)
+    });
+    TaskOutcome {
+        listener,
+        payload_drop,
+    }
 }
 
-/// What a listener task returns: its failure, with the listener's name.
-type TaskOutcome = Result<(), (Arc<str>, FailureCause)>;
+/// Drops one owner of the payload; the panic message if that ran the payload's `Drop` and it
+/// panicked (logged).
+fn drop_payload<E: Event>(event: Arc<E>) -> Option<String> {
+    let message = catch_unwind(AssertUnwindSafe(move || drop(event)))
+        .err()
+        .map(panic_message)?;
+    FailureCause::PayloadDropPanic(message.clone()).log(E::NAME, "");
+    Some(message)
+}
+
+/// What a listener task returns: its failure with the listener's name, and a panic of the
+/// payload's `Drop` if this task ran it.
+struct TaskOutcome {
+    listener: Result<(), (Arc<str>, FailureCause)>,
+    payload_drop: Option<String>,
+}
 
 /// A spawned dispatch in flight; from [`Event::spawn`](crate::Event::spawn).
 ///
@@ -187,7 +217,14 @@ impl Future for Dispatch {
             let index = this.next;
             this.next += 1;
             let event = this.event;
-            let failure = match joined {
+            let (listener, payload_drop) = match joined {
+                Ok(TaskOutcome {
+                    listener,
+                    payload_drop,
+                }) => (Ok(listener), payload_drop),
+                Err(error) => (Err(error), None),
+            };
+            let failure = match listener {
                 Ok(Ok(())) => None,
                 // Already logged by the task itself.
                 Ok(Err((name, cause))) => Some((name, cause, false)),
@@ -205,6 +242,10 @@ impl Future for Dispatch {
                 None => report.record_success(),
                 Some((name, cause, true)) => report.record_failure(event, &name, cause),
                 Some((name, cause, false)) => report.push_failure(event, &name, cause),
+            }
+            if let Some(message) = payload_drop {
+                let cause = FailureCause::PayloadDropPanic(message);
+                report.push_failure(event, &Arc::from(""), cause);
             }
         }
         match self.report.take() {

@@ -74,6 +74,7 @@ extern crate self as event_bus;
 mod dispatch;
 mod event;
 mod listener;
+mod once;
 mod panic;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;

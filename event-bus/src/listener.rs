@@ -223,6 +223,7 @@ pub struct ListenerBuilder<'r, E: Event> {
     registry: &'r Registry<E>,
     name: Option<Arc<str>>,
     priority: i32,
+    once: bool,
 }
 
 impl<E: Event> fmt::Debug for ListenerBuilder<'_, E> {
@@ -231,6 +232,7 @@ impl<E: Event> fmt::Debug for ListenerBuilder<'_, E> {
             .field("event", &E::NAME)
             .field("name", &self.name)
             .field("priority", &self.priority)
+            .field("once", &self.once)
             .finish()
     }
 }
@@ -241,6 +243,7 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
             registry,
             name: None,
             priority: 0,
+            once: false,
         }
     }
 
@@ -279,6 +282,39 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
         self
     }
 
+    /// Makes it a one-shot listener: it is removed after its first **successful** run (a run that
+    /// fails or panics leaves it registered for the next dispatch). Exactly one run succeeds, even
+    /// when several threads trigger the event at once; a dispatch that finds it running elsewhere
+    /// or done skips it.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ready;
+    ///
+    /// let registry = Registry::<Ready>::new();
+    /// registry.listener().once().register(|_: &Ready| println!("first time only"));
+    /// registry.trigger(Ready);
+    /// registry.trigger(Ready);
+    /// assert!(registry.is_empty());
+    /// ```
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+
+    /// Registers with the builder's settings.
+    fn insert(self, name: Arc<str>, callback: Callback<E>) -> Subscription<E> {
+        if !self.once {
+            return self.registry.insert(self.priority, name, callback);
+        }
+        let (callback, once) = crate::once::wrap(callback);
+        let subscription = self.registry.insert(self.priority, name, callback);
+        once.registered(&subscription);
+        subscription
+    }
+
     /// Registers a synchronous closure or `fn` taking `&E`.
     ///
     /// ```
@@ -297,8 +333,7 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
         R: ListenerOutput,
     {
         let name = self.name_or::<F>();
-        self.registry
-            .insert(self.priority, name, Callback::from_fn(listener))
+        self.insert(name, Callback::from_fn(listener))
     }
 
     /// Registers an async closure or `async fn` taking `Arc<E>`.
@@ -321,8 +356,7 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
         Fut::Output: ListenerOutput,
     {
         let name = self.name_or::<F>();
-        self.registry
-            .insert(self.priority, name, Callback::from_async_fn(listener))
+        self.insert(name, Callback::from_async_fn(listener))
     }
 
     /// Registers a type implementing [`Listener`].
@@ -347,8 +381,7 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
     /// ```
     pub fn register_listener<L: Listener<E>>(self, listener: L) -> Subscription<E> {
         let name = self.name_or::<L>();
-        self.registry
-            .insert(self.priority, name, Callback::from_listener(listener))
+        self.insert(name, Callback::from_listener(listener))
     }
 
     /// Registers a type implementing [`AsyncListener`].
@@ -374,8 +407,7 @@ impl<'r, E: Event> ListenerBuilder<'r, E> {
     /// ```
     pub fn register_async_listener<L: AsyncListener<E>>(self, listener: L) -> Subscription<E> {
         let name = self.name_or::<L>();
-        self.registry
-            .insert(self.priority, name, Callback::from_async_listener(listener))
+        self.insert(name, Callback::from_async_listener(listener))
     }
 
     fn name_or<T>(&self) -> Arc<str> {

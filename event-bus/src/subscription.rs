@@ -130,7 +130,16 @@ impl<E: Event> Subscription<E> {
         }
     }
 
-    fn remove(&self) -> bool {
+    /// A second handle on the same listener.
+    pub(crate) fn duplicate(&self) -> Self {
+        let owner = match &self.owner {
+            Owner::Global => Owner::Global,
+            Owner::Local(state) => Owner::Local(Weak::clone(state)),
+        };
+        Subscription::new(owner, self.id, Arc::clone(&self.name))
+    }
+
+    pub(crate) fn remove(&self) -> bool {
         match &self.owner {
             Owner::Global => E::registry().state().remove(self.id),
             Owner::Local(state) => state.upgrade().is_some_and(|state| state.remove(self.id)),

@@ -73,6 +73,7 @@ extern crate self as event_bus;
 
 mod dispatch;
 mod event;
+mod lifecycle;
 mod listener;
 mod once;
 mod panic;
@@ -84,9 +85,11 @@ mod static_listeners;
 #[cfg(feature = "pipeline")]
 pub mod store;
 mod subscription;
+pub mod testing;
 
 pub use dispatch::Dispatch;
 pub use event::Event;
+pub use lifecycle::{Drained, Unfinished, drain, reopen};
 pub use listener::{AsyncListener, Listener, ListenerBuilder, ListenerOutput};
 pub use registry::Registry;
 pub use report::{BoxError, Failure, FailureCause, Report};

@@ -5,6 +5,8 @@ pub(crate) mod snapshot;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -13,6 +15,7 @@ use snapshot::{Entry, Snapshot};
 
 use crate::dispatch::{self, Dispatch};
 use crate::event::Event;
+use crate::lifecycle::{self, Drained, Scope};
 use crate::listener::{AsyncListener, Callback, Listener, ListenerBuilder, ListenerOutput};
 use crate::report::Report;
 use crate::static_listeners;
@@ -61,6 +64,8 @@ pub(crate) struct State<E> {
     current: ArcSwapOption<Snapshot<E>>,
     /// Serializes changes; holds the next listener id.
     writer: Mutex<u64>,
+    /// Set by [`Registry::drain`]: new detached work is refused.
+    draining: AtomicBool,
 }
 
 impl<E: 'static> State<E> {
@@ -68,6 +73,15 @@ impl<E: 'static> State<E> {
         State {
             current: ArcSwapOption::const_empty(),
             writer: Mutex::new(0),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// This registry's identity and drain flag, for tracking its listener tasks.
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            registry: std::ptr::from_ref(self) as usize,
+            draining: &self.draining,
         }
     }
 
@@ -369,7 +383,8 @@ impl<E: Event> Registry<E> {
         }
         // A guard, not a clone: no shared counter is written, so concurrent triggers of the same
         // event do not contend.
-        dispatch::trigger(self.state().current.load().as_deref(), event)
+        let state = self.state();
+        dispatch::trigger(state.scope(), state.current.load().as_deref(), event)
     }
 
     /// Dispatches every listener in its own tokio task, sharing the payload through an `Arc`
@@ -394,7 +409,82 @@ impl<E: Event> Registry<E> {
     /// # }
     /// ```
     pub fn spawn(&self, event: E) -> Dispatch {
-        dispatch::spawn(self.snapshot(), event)
+        dispatch::spawn(self.state().scope(), self.snapshot(), event)
+    }
+
+    /// Graceful shutdown of this registry: from now on it refuses new detached work (async
+    /// listeners run by [`trigger`](Registry::trigger), the tasks of [`spawn`](Registry::spawn)),
+    /// reporting them as [`ShuttingDown`](crate::FailureCause::ShuttingDown); then waits until
+    /// every listener task of this registry already running has finished, or `deadline` passes.
+    /// Returns what did not finish. [`reopen`](Registry::reopen) accepts work again; the whole
+    /// program drains with [`event_bus::drain`](crate::drain).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// #[event]
+    /// struct Save;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Save>::new();
+    /// registry.listener().name("slow").register_async(|_: Arc<Save>| async {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    /// });
+    /// registry.trigger(Save);
+    /// let drained = registry.drain(Duration::from_millis(20)).await;
+    /// assert_eq!(drained.unfinished()[0].listener(), "slow");
+    /// assert!(!registry.trigger(Save).is_success(), "refused while drained");
+    /// registry.reopen();
+    /// # }
+    /// ```
+    pub async fn drain(&self, deadline: Duration) -> Drained {
+        let scope = self.state().scope();
+        scope.draining.store(true, Ordering::Release);
+        lifecycle::wait(Some(scope.registry), Some(deadline)).await
+    }
+
+    /// Accepts detached work again after [`drain`](Registry::drain).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Save;
+    ///
+    /// Registry::<Save>::new().reopen();
+    /// ```
+    pub fn reopen(&self) {
+        self.state().draining.store(false, Ordering::Release);
+    }
+
+    /// Waits until no listener task of this registry is running (the async listeners `trigger`
+    /// detached, the tasks of `spawn`): for tests that assert on what detached listeners did.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::<Ping>::new();
+    /// let done = Arc::new(AtomicBool::new(false));
+    /// let flag = done.clone();
+    /// registry.register_async(move |_: Arc<Ping>| {
+    ///     let flag = flag.clone();
+    ///     async move { flag.store(true, Ordering::SeqCst) }
+    /// });
+    /// registry.trigger(Ping);
+    /// registry.idle().await;
+    /// assert!(done.load(Ordering::SeqCst));
+    /// # }
+    /// ```
+    pub async fn idle(&self) {
+        lifecycle::wait(Some(self.state().scope().registry), None).await;
     }
 
     /// Dispatches every listener in order in the caller's task, awaiting each async listener before

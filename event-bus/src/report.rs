@@ -404,6 +404,11 @@ pub enum FailureCause {
     /// The listener's task was cancelled before it finished (the runtime shut down).
     #[error("cancelled before completion (runtime shut down)")]
     Cancelled,
+    /// The listener would have run as a detached task, but its registry (or the whole program)
+    /// is draining for shutdown: see [`Registry::drain`](crate::Registry::drain) and
+    /// [`drain`](crate::drain). It was not run.
+    #[error("not run: shutting down (draining)")]
+    ShuttingDown,
     /// Not a listener's failure: the event payload's `Drop` panicked after the listeners ran
     /// (reported by [`spawn`](crate::Event::spawn), whose tasks drop the shared payload). The
     /// failure's [`listener`](Failure::listener) is empty, and no listener is counted as failed.

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::run_async;
 use crate::event::Event;
+use crate::lifecycle::Scope;
 use crate::listener::Callback;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -32,23 +33,42 @@ impl<E: Send + Sync> ListenerNames for Snapshot<E> {
 
 /// Starts one task per listener of `snapshot`. Each task holds the snapshot and its index (one
 /// `Arc` clone) rather than its own copies of the listener and its name.
-pub(crate) fn spawn<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Dispatch {
+pub(crate) fn spawn<E: Event>(
+    scope: Scope<'_>,
+    snapshot: Option<Arc<Snapshot<E>>>,
+    event: E,
+) -> Dispatch {
     let Some(snapshot) = snapshot else {
         return Dispatch::finished(E::NAME, Report::new(0));
     };
     let mut report = Report::new(snapshot.entries.len());
-    let Ok(runtime) = Handle::try_current() else {
-        for entry in snapshot.entries.iter() {
-            report.record_failure(E::NAME, &entry.name, FailureCause::NoRuntime);
+    let runtime = match Handle::try_current() {
+        Ok(runtime) if !scope.refuses() => runtime,
+        refused => {
+            let cause = || match refused {
+                Ok(_) => FailureCause::ShuttingDown,
+                Err(_) => FailureCause::NoRuntime,
+            };
+            for entry in snapshot.entries.iter() {
+                report.record_failure(E::NAME, &entry.name, cause());
+            }
+            return Dispatch::finished(E::NAME, report);
         }
-        return Dispatch::finished(E::NAME, report);
     };
     let event = Arc::new(event);
     let tasks = (0..snapshot.entries.len())
         .map(|index| {
             let snapshot = Arc::clone(&snapshot);
             let event = Arc::clone(&event);
-            runtime.spawn(async move { run_entry(&snapshot, index, event).await })
+            let tracked = snapshot
+                .entries
+                .get(index)
+                .and_then(|entry| scope.start(E::NAME, &entry.name));
+            runtime.spawn(async move {
+                let outcome = run_entry(&snapshot, index, event).await;
+                drop(tracked);
+                outcome
+            })
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.

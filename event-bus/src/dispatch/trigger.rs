@@ -7,6 +7,7 @@ use tokio::runtime::Handle;
 
 use super::run_async;
 use crate::event::Event;
+use crate::lifecycle::Scope;
 use crate::listener::Callback;
 use crate::panic::{panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Snapshot};
@@ -14,12 +15,16 @@ use crate::report::{FailureCause, Report};
 
 /// Runs the sync listeners of `snapshot` in order and hands async ones to the ambient runtime.
 #[inline(always)]
-pub(crate) fn trigger<E: Event>(snapshot: Option<&Snapshot<E>>, event: E) -> Report {
+pub(crate) fn trigger<E: Event>(
+    scope: Scope<'_>,
+    snapshot: Option<&Snapshot<E>>,
+    event: E,
+) -> Report {
     let Some(snapshot) = snapshot else {
         return Report::new(0);
     };
     if snapshot.has_async {
-        return trigger_mixed(snapshot, event);
+        return trigger_mixed(scope, snapshot, event);
     }
     let mut report = Report::new(snapshot.entries.len());
     run_sync_only(&snapshot.entries, &event, &mut report);
@@ -55,7 +60,7 @@ fn run_sync_only<E: Event>(entries: &[Entry<E>], event: &E, report: &mut Report)
 
 /// Some entries are async: they need the payload in an `Arc` and a runtime to be spawned on.
 #[inline(never)]
-fn trigger_mixed<E: Event>(snapshot: &Snapshot<E>, event: E) -> Report {
+fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Snapshot<E>, event: E) -> Report {
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     let runtime = Handle::try_current().ok();
@@ -66,12 +71,17 @@ fn trigger_mixed<E: Event>(snapshot: &Snapshot<E>, event: E) -> Report {
                 Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
             },
             (Callback::Async(listener), Some(runtime)) => {
+                let Some(tracked) = scope.start(E::NAME, &entry.name) else {
+                    report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
+                    continue;
+                };
                 let task = run_async(listener, Arc::clone(&event));
                 let name = Arc::clone(&entry.name);
                 runtime.spawn(async move {
                     if let Err(cause) = task.await {
                         cause.log(E::NAME, &name);
                     }
+                    drop(tracked);
                 });
             }
             (Callback::Async(_), None) => {

@@ -1,0 +1,135 @@
+//! Graceful shutdown of a registry (drain with a deadline, refusal of new detached work, what did
+//! not finish), waiting until detached listeners are done, and the test recorder.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use event_bus::FailureCause;
+use event_bus::prelude::*;
+use event_bus::testing::Recorder;
+
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+struct Job(u32);
+
+fn slow(registry: &Registry<Job>, name: &str, pause: Duration, done: &Arc<AtomicUsize>) {
+    let done = Arc::clone(done);
+    registry
+        .listener()
+        .name(name.to_owned())
+        .register_async(move |_: Arc<Job>| {
+            let done = Arc::clone(&done);
+            async move {
+                tokio::time::sleep(pause).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_detached_listeners_then_refuses_new_work() {
+    let registry = Registry::<Job>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    slow(&registry, "slow", Duration::from_millis(50), &done);
+    for i in 0..10 {
+        assert_eq!(registry.trigger(Job(i)).detached(), 1);
+    }
+    registry.spawn(Job(10)).detach(); // a dropped Dispatch is detached work too
+    let drained = registry.drain(Duration::from_secs(10)).await;
+    assert!(drained.is_complete(), "{drained}");
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        11,
+        "every detached listener finished"
+    );
+
+    let refused = registry.trigger(Job(11));
+    assert!(matches!(
+        refused.failures()[0].cause(),
+        FailureCause::ShuttingDown
+    ));
+    let refused = registry.spawn(Job(12)).await;
+    assert!(matches!(
+        refused.failures()[0].cause(),
+        FailureCause::ShuttingDown
+    ));
+    assert_eq!(done.load(Ordering::SeqCst), 11, "nothing new ran");
+    registry.reopen();
+    assert!(registry.spawn(Job(13)).await.is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_times_out_reports_what_did_not_finish() {
+    let registry = Registry::<Job>::new();
+    let other = Registry::<Job>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    slow(&registry, "quick", Duration::from_millis(1), &done);
+    slow(&registry, "stuck", Duration::from_secs(60), &done);
+    slow(&other, "elsewhere", Duration::from_secs(60), &done);
+    registry.trigger(Job(1));
+    registry.trigger(Job(2));
+    other.trigger(Job(3));
+    let drained = registry.drain(Duration::from_millis(100)).await;
+    let mut names: Vec<&str> = drained.unfinished().iter().map(|t| t.listener()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["stuck", "stuck"],
+        "only this registry's tasks: {drained}"
+    );
+    assert!(drained.unfinished().iter().all(|t| t.event() == "Job"));
+    assert_eq!(done.load(Ordering::SeqCst), 2, "the quick ones finished");
+    assert!(
+        other.trigger(Job(4)).is_success(),
+        "other registries are not draining"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_waits_until_no_detached_listener_runs() {
+    let registry = Registry::<Job>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    slow(&registry, "a", Duration::from_millis(30), &done);
+    slow(&registry, "b", Duration::from_millis(10), &done);
+    for i in 0..5 {
+        registry.trigger(Job(i));
+    }
+    registry.idle().await;
+    assert_eq!(done.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorder_sees_every_event_from_every_thread() {
+    let registry = Arc::new(Registry::<Job>::new());
+    let recorder = Recorder::on(&registry);
+    event_bus_tests::quiet_panics();
+    registry.register(|job: &Job| -> Result<(), &'static str> {
+        if job.0 % 2 == 0 {
+            panic!("a failing listener does not hide events");
+        }
+        Err("nor does an erring one")
+    });
+    let tasks: Vec<_> = (0..4)
+        .map(|thread| {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    registry.trigger(Job(thread * 100 + i));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.join().unwrap();
+    }
+    assert!(recorder.wait_for(100, Duration::from_secs(5)).await);
+    let mut seen: Vec<u32> = recorder.take().into_iter().map(|job| job.0).collect();
+    seen.sort_unstable();
+    let expected: Vec<u32> = (0..4)
+        .flat_map(|thread| (0..25).map(move |i| thread * 100 + i))
+        .collect();
+    assert_eq!(seen, expected);
+    drop(recorder);
+    assert_eq!(registry.len(), 1, "dropping the recorder unsubscribes it");
+}

@@ -105,7 +105,7 @@ async fn the_recorder_sees_every_event_from_every_thread() {
     let recorder = Recorder::on(&registry);
     event_bus_tests::quiet_panics();
     registry.register(|job: &Job| -> Result<(), &'static str> {
-        if job.0 % 2 == 0 {
+        if job.0.is_multiple_of(2) {
             panic!("a failing listener does not hide events");
         }
         Err("nor does an erring one")

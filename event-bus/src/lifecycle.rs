@@ -2,84 +2,58 @@
 //! dropped) are tracked, so that a registry or the whole program can be **drained** at shutdown,
 //! and a test can wait until they are done.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-const SHARDS: usize = 16;
 /// How often a drain looks again at what is still running.
 const POLL: Duration = Duration::from_millis(5);
 
-/// A running listener task.
-struct Task {
-    /// The registry it belongs to (the address of its state).
-    registry: usize,
-    event: &'static str,
-    listener: Arc<str>,
+/// Program-wide drain: every registry refuses new tasks.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// A registry's view of its running listener tasks (type-erased, for the program-wide drain).
+pub(crate) trait Tasks: Send + Sync {
+    /// The tasks still running, one entry per task.
+    fn unfinished(&self) -> Vec<Unfinished>;
 }
 
-/// Every detached listener task of the program.
-struct Tracker {
-    next: AtomicU64,
-    running: [Mutex<HashMap<u64, Task>>; SHARDS],
-    /// Program-wide drain: refuse every new task.
-    draining: AtomicBool,
+/// Every registry that ever had a listener: the global ones forever, local ones while they live.
+enum Known {
+    Global(&'static dyn Tasks),
+    Local(Weak<dyn Tasks>),
 }
 
-static TRACKER: LazyLock<Tracker> = LazyLock::new(|| Tracker {
-    next: AtomicU64::new(0),
-    running: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-    draining: AtomicBool::new(false),
-});
+static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
 
-fn shard(id: u64) -> &'static Mutex<HashMap<u64, Task>> {
-    // `SHARDS` is a small power of two: the modulo fits in `usize`.
-    &TRACKER.running[(id % SHARDS as u64) as usize]
+/// Remembers a global registry (once).
+pub(crate) fn know_global(registry: &'static dyn Tasks) {
+    KNOWN.lock().push(Known::Global(registry));
 }
 
-/// Held by a running listener task; dropping it (the task ended, or was cancelled) untracks it.
-pub(crate) struct TaskGuard {
-    id: u64,
+/// Remembers a local registry while it lives.
+pub(crate) fn know_local(registry: Weak<dyn Tasks>) {
+    let mut known = KNOWN.lock();
+    known.retain(|known| match known {
+        Known::Global(_) => true,
+        Known::Local(weak) => weak.strong_count() > 0,
+    });
+    known.push(Known::Local(registry));
 }
 
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        shard(self.id).lock().remove(&self.id);
-    }
-}
-
-/// The registry a dispatch belongs to, for tracking its tasks.
+/// Whether a registry (its drain flag) refuses new detached work, or the whole program does.
 #[derive(Clone, Copy)]
 pub(crate) struct Scope<'a> {
-    /// The address of the registry's state: its identity while it lives.
-    pub(crate) registry: usize,
-    /// Whether that registry is draining.
     pub(crate) draining: &'a AtomicBool,
 }
 
 impl Scope<'_> {
-    /// Whether new tasks are refused (the registry or the program is draining).
+    /// Whether new tasks are refused.
     pub(crate) fn refuses(&self) -> bool {
-        TRACKER.draining.load(Ordering::Acquire) || self.draining.load(Ordering::Acquire)
-    }
-
-    /// Tracks a new task, or `None` if new tasks are refused (it must then not be started).
-    pub(crate) fn start(&self, event: &'static str, listener: &Arc<str>) -> Option<TaskGuard> {
-        if self.refuses() {
-            return None;
-        }
-        let id = TRACKER.next.fetch_add(1, Ordering::Relaxed);
-        let task = Task {
-            registry: self.registry,
-            event,
-            listener: Arc::clone(listener),
-        };
-        shard(id).lock().insert(id, task);
-        Some(TaskGuard { id })
+        DRAINING.load(Ordering::Acquire) || self.draining.load(Ordering::Acquire)
     }
 }
 
@@ -100,6 +74,10 @@ pub struct Unfinished {
 }
 
 impl Unfinished {
+    pub(crate) fn new(event: &'static str, listener: Arc<str>) -> Self {
+        Unfinished { event, listener }
+    }
+
     /// The event's [`NAME`](crate::Event::NAME).
     ///
     /// ```
@@ -181,27 +159,37 @@ impl fmt::Display for Drained {
     }
 }
 
-/// The tasks still running, of `registry` (all of them for `None`).
-fn running(registry: Option<usize>) -> Vec<Unfinished> {
-    let mut found = Vec::new();
-    for shard in &TRACKER.running {
-        for task in shard.lock().values() {
-            if registry.is_none_or(|registry| registry == task.registry) {
-                found.push(Unfinished {
-                    event: task.event,
-                    listener: Arc::clone(&task.listener),
-                });
-            }
-        }
-    }
+/// The tasks still running in the whole program.
+fn running_everywhere() -> Vec<Unfinished> {
+    let known: Vec<Option<Arc<dyn Tasks>>> = KNOWN
+        .lock()
+        .iter()
+        .map(|known| match known {
+            Known::Global(_) => None,
+            Known::Local(weak) => weak.upgrade(),
+        })
+        .collect();
+    let globals: Vec<&'static dyn Tasks> = KNOWN
+        .lock()
+        .iter()
+        .filter_map(|known| match known {
+            Known::Global(registry) => Some(*registry),
+            Known::Local(_) => None,
+        })
+        .collect();
+    let mut found: Vec<Unfinished> = globals.iter().flat_map(|r| r.unfinished()).collect();
+    found.extend(known.iter().flatten().flat_map(|r| r.unfinished()));
     found
 }
 
-/// Waits until no task of `registry` (of the program, for `None`) runs, or `deadline` passes.
-pub(crate) async fn wait(registry: Option<usize>, deadline: Option<Duration>) -> Drained {
+/// Waits until `running` reports nothing, or `deadline` passes.
+pub(crate) async fn wait(
+    running: impl Fn() -> Vec<Unfinished>,
+    deadline: Option<Duration>,
+) -> Drained {
     let until = deadline.map(|deadline| tokio::time::Instant::now() + deadline);
     loop {
-        let unfinished = running(registry);
+        let unfinished = running();
         if unfinished.is_empty() {
             return Drained::default();
         }
@@ -242,8 +230,8 @@ pub(crate) async fn wait(registry: Option<usize>, deadline: Option<Duration>) ->
 /// # }
 /// ```
 pub async fn drain(deadline: Duration) -> Drained {
-    TRACKER.draining.store(true, Ordering::Release);
-    wait(None, Some(deadline)).await
+    DRAINING.store(true, Ordering::Release);
+    wait(running_everywhere, Some(deadline)).await
 }
 
 /// Accepts detached work again after [`drain`].
@@ -252,5 +240,5 @@ pub async fn drain(deadline: Duration) -> Drained {
 /// event_bus::reopen();
 /// ```
 pub fn reopen() {
-    TRACKER.draining.store(false, Ordering::Release);
+    DRAINING.store(false, Ordering::Release);
 }

@@ -4,8 +4,8 @@ pub(crate) mod snapshot;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -15,7 +15,7 @@ use snapshot::{Entry, Snapshot};
 
 use crate::dispatch::{self, Dispatch};
 use crate::event::Event;
-use crate::lifecycle::{self, Drained, Scope};
+use crate::lifecycle::{self, Drained, Scope, Tasks, Unfinished};
 use crate::listener::{AsyncListener, Callback, Listener, ListenerBuilder, ListenerOutput};
 use crate::report::Report;
 use crate::static_listeners;
@@ -66,6 +66,10 @@ pub(crate) struct State<E> {
     writer: Mutex<u64>,
     /// Set by [`Registry::drain`]: new detached work is refused.
     draining: AtomicBool,
+    /// Every snapshot published, while it lives: detached tasks count themselves in its entries.
+    snapshots: Mutex<Vec<Weak<Snapshot<E>>>>,
+    /// Whether the program-wide drain knows this (global) registry.
+    known: AtomicBool,
 }
 
 impl<E: 'static> State<E> {
@@ -74,13 +78,14 @@ impl<E: 'static> State<E> {
             current: ArcSwapOption::const_empty(),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
+            snapshots: Mutex::new(Vec::new()),
+            known: AtomicBool::new(false),
         }
     }
 
-    /// This registry's identity and drain flag, for tracking its listener tasks.
+    /// This registry's drain flag, for refusing detached work.
     pub(crate) fn scope(&self) -> Scope<'_> {
         Scope {
-            registry: std::ptr::from_ref(self) as usize,
             draining: &self.draining,
         }
     }
@@ -99,6 +104,7 @@ impl<E: 'static> State<E> {
                 priority,
                 name,
                 callback,
+                running: std::sync::atomic::AtomicUsize::new(0),
             };
             let current = self.current.load();
             (id, self.publish(Snapshot::with(current.as_deref(), entry)))
@@ -134,7 +140,33 @@ impl<E: 'static> State<E> {
     /// released; dispatches already running keep the one they loaded. Called with the lock held.
     #[must_use = "the previous snapshot must be dropped after the writer lock is released"]
     fn publish(&self, snapshot: Snapshot<E>) -> Option<Arc<Snapshot<E>>> {
-        self.current.swap(Some(Arc::new(snapshot)))
+        let snapshot = Arc::new(snapshot);
+        {
+            let mut snapshots = self.snapshots.lock();
+            snapshots.retain(|weak| weak.strong_count() > 0);
+            snapshots.push(Arc::downgrade(&snapshot));
+        }
+        self.current.swap(Some(snapshot))
+    }
+}
+
+impl<E: Event> Tasks for State<E> {
+    fn unfinished(&self) -> Vec<Unfinished> {
+        let live: Vec<Arc<Snapshot<E>>> = self
+            .snapshots
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut unfinished = Vec::new();
+        for snapshot in live {
+            for entry in snapshot.entries.iter() {
+                for _ in 0..entry.running.load(Ordering::Acquire) {
+                    unfinished.push(Unfinished::new(E::NAME, Arc::clone(&entry.name)));
+                }
+            }
+        }
+        unfinished
     }
 }
 
@@ -155,8 +187,11 @@ impl<E: Event> Registry<E> {
     /// assert_eq!(Ping::registry().len(), 0);
     /// ```
     pub fn new() -> Self {
+        let state = Arc::new(State::new());
+        let tasks: Weak<dyn Tasks> = Arc::downgrade(&state) as Weak<dyn Tasks>;
+        lifecycle::know_local(tasks);
         Registry {
-            core: Core::Local(Arc::new(State::new())),
+            core: Core::Local(state),
         }
     }
 
@@ -191,6 +226,10 @@ impl<E: Event> Registry<E> {
     ) -> Subscription<E> {
         if let Core::Global(_) = self.core {
             static_listeners::ensure_installed();
+            let global = E::registry().state();
+            if !global.known.swap(true, Ordering::AcqRel) {
+                lifecycle::know_global(global);
+            }
         }
         self.insert_unchecked(priority, name, callback)
     }
@@ -384,7 +423,7 @@ impl<E: Event> Registry<E> {
         // A guard, not a clone: no shared counter is written, so concurrent triggers of the same
         // event do not contend.
         let state = self.state();
-        dispatch::trigger(state.scope(), state.current.load().as_deref(), event)
+        dispatch::trigger(state.scope(), state.current.load().as_ref(), event)
     }
 
     /// Dispatches every listener in its own tokio task, sharing the payload through an `Arc`
@@ -440,9 +479,9 @@ impl<E: Event> Registry<E> {
     /// # }
     /// ```
     pub async fn drain(&self, deadline: Duration) -> Drained {
-        let scope = self.state().scope();
-        scope.draining.store(true, Ordering::Release);
-        lifecycle::wait(Some(scope.registry), Some(deadline)).await
+        let state = self.state();
+        state.draining.store(true, Ordering::Release);
+        lifecycle::wait(|| state.unfinished(), Some(deadline)).await
     }
 
     /// Accepts detached work again after [`drain`](Registry::drain).
@@ -484,7 +523,8 @@ impl<E: Event> Registry<E> {
     /// # }
     /// ```
     pub async fn idle(&self) {
-        lifecycle::wait(Some(self.state().scope().registry), None).await;
+        let state = self.state();
+        lifecycle::wait(|| state.unfinished(), None).await;
     }
 
     /// Dispatches every listener in order in the caller's task, awaiting each async listener before

@@ -16,7 +16,7 @@ use crate::listener::Callback;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
-use crate::registry::snapshot::Snapshot;
+use crate::registry::snapshot::{Running, Snapshot};
 use crate::report::{FailureCause, Report};
 
 /// Listener names by dispatch position, without naming the event type: lets the non-generic
@@ -60,10 +60,7 @@ pub(crate) fn spawn<E: Event>(
         .map(|index| {
             let snapshot = Arc::clone(&snapshot);
             let event = Arc::clone(&event);
-            let tracked = snapshot
-                .entries
-                .get(index)
-                .and_then(|entry| scope.start(E::NAME, &entry.name));
+            let tracked = Running::start(&snapshot, index);
             runtime.spawn(async move {
                 let outcome = run_entry(&snapshot, index, event).await;
                 drop(tracked);

@@ -10,14 +10,14 @@ use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::listener::Callback;
 use crate::panic::{panic_message, run_guarded};
-use crate::registry::snapshot::{Entry, Snapshot};
+use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 
 /// Runs the sync listeners of `snapshot` in order and hands async ones to the ambient runtime.
 #[inline(always)]
 pub(crate) fn trigger<E: Event>(
     scope: Scope<'_>,
-    snapshot: Option<&Snapshot<E>>,
+    snapshot: Option<&Arc<Snapshot<E>>>,
     event: E,
 ) -> Report {
     let Some(snapshot) = snapshot else {
@@ -60,21 +60,22 @@ fn run_sync_only<E: Event>(entries: &[Entry<E>], event: &E, report: &mut Report)
 
 /// Some entries are async: they need the payload in an `Arc` and a runtime to be spawned on.
 #[inline(never)]
-fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Snapshot<E>, event: E) -> Report {
+fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event: E) -> Report {
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     let runtime = Handle::try_current().ok();
-    for entry in snapshot.entries.iter() {
+    for (index, entry) in snapshot.entries.iter().enumerate() {
         match (&entry.callback, &runtime) {
             (Callback::Sync(listener), _) => match run_guarded(|| listener(&event)) {
                 Ok(()) => report.record_success(),
                 Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
             },
             (Callback::Async(listener), Some(runtime)) => {
-                let Some(tracked) = scope.start(E::NAME, &entry.name) else {
+                if scope.refuses() {
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
                     continue;
-                };
+                }
+                let tracked = Running::start(snapshot, index);
                 let task = run_async(listener, Arc::clone(&event));
                 let name = Arc::clone(&entry.name);
                 runtime.spawn(async move {

@@ -1,6 +1,7 @@
 //! The immutable listener list a dispatch iterates: rebuilt on every change (copy-on-write).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::listener::Callback;
 
@@ -10,15 +11,46 @@ pub(crate) struct Entry<E> {
     pub(crate) priority: i32,
     pub(crate) name: Arc<str>,
     pub(crate) callback: Callback<E>,
+    /// Detached tasks of this listener started from this snapshot and still running.
+    pub(crate) running: AtomicUsize,
 }
 
 impl<E> Clone for Entry<E> {
+    /// A copy for a new snapshot: the same listener, with its own (zero) task count.
     fn clone(&self) -> Self {
         Entry {
             id: self.id,
             priority: self.priority,
             name: Arc::clone(&self.name),
             callback: self.callback.clone(),
+            running: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Counts one detached task of an entry while it runs: made when the task is spawned, dropped
+/// when it ends or is cancelled.
+pub(crate) struct Running<E> {
+    snapshot: Arc<Snapshot<E>>,
+    index: usize,
+}
+
+impl<E> Running<E> {
+    pub(crate) fn start(snapshot: &Arc<Snapshot<E>>, index: usize) -> Self {
+        if let Some(entry) = snapshot.entries.get(index) {
+            entry.running.fetch_add(1, Ordering::AcqRel);
+        }
+        Running {
+            snapshot: Arc::clone(snapshot),
+            index,
+        }
+    }
+}
+
+impl<E> Drop for Running<E> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.snapshot.entries.get(self.index) {
+            entry.running.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -66,6 +98,7 @@ mod tests {
             priority,
             name: Arc::from(format!("l{id}")),
             callback: Callback::from_fn(|_: &()| {}),
+            running: AtomicUsize::new(0),
         }
     }
 

@@ -58,14 +58,10 @@ pub(crate) fn spawn<E: Event>(
     let event = Arc::new(event);
     let tasks = (0..snapshot.entries.len())
         .map(|index| {
-            let snapshot = Arc::clone(&snapshot);
             let event = Arc::clone(&event);
-            let tracked = Running::start(&snapshot, index);
-            runtime.spawn(async move {
-                let outcome = run_entry(&snapshot, index, event).await;
-                drop(tracked);
-                outcome
-            })
+            // Counts the task while it runs, and holds the snapshot it runs from.
+            let running = Running::start(&snapshot, index);
+            runtime.spawn(async move { run_entry(running.snapshot(), index, event).await })
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.

@@ -36,6 +36,11 @@ pub(crate) struct Running<E> {
 }
 
 impl<E> Running<E> {
+    /// The snapshot the task runs from.
+    pub(crate) fn snapshot(&self) -> &Snapshot<E> {
+        &self.snapshot
+    }
+
     pub(crate) fn start(snapshot: &Arc<Snapshot<E>>, index: usize) -> Self {
         if let Some(entry) = snapshot.entries.get(index) {
             entry.running.fetch_add(1, Ordering::AcqRel);

@@ -11,14 +11,13 @@ mod listener;
 
 use proc_macro::TokenStream;
 
-/// Implements `event_bus::Event` for a struct or enum. See the `event-bus` crate's documentation.
+/// (Implemented in `event-bus-macros`; use it through `event_bus::event`.)
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
     event::expand(args.into(), item.into()).into()
 }
 
-/// Registers a free `fn` / `async fn` as a listener of its argument's event type. See the
-/// `event-bus` crate's documentation.
+/// (Implemented in `event-bus-macros`; use it through `event_bus::listener`.)
 #[proc_macro_attribute]
 pub fn listener(args: TokenStream, item: TokenStream) -> TokenStream {
     listener::expand(args.into(), item.into()).into()

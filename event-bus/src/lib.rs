@@ -167,8 +167,8 @@ pub use event_bus_macros::listener;
 /// ```
 pub mod prelude {
     pub use crate::{
-        Dispatch, Event, FailureCause, Registry, Report, Subscription, SubscriptionGuard, event,
-        listener,
+        AsyncListener, BoxError, Dispatch, Event, FailureCause, Listener, Registry, Report,
+        Subscription, SubscriptionGuard, event, listener,
     };
 }
 

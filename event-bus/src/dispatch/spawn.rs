@@ -152,7 +152,7 @@ struct TaskOutcome {
 /// assert_eq!(report.failures().len(), 1);
 /// # }
 /// ```
-#[must_use = "a Dispatch does nothing more when awaited; drop it or call `detach` to not wait"]
+#[must_use = "the listeners already run: await the Dispatch for their Report, or call `detach` (or drop it) to let them finish in the background"]
 pub struct Dispatch {
     event: &'static str,
     /// The snapshot the tasks run, for naming a listener whose task was cancelled.

@@ -113,7 +113,9 @@ pub use subscription::{Subscription, SubscriptionGuard};
 /// Options, all optional:
 /// - `name = "…"`: the event's [`NAME`](Event::NAME) (default: the type's name);
 /// - `key = field`: the field whose `Display` form is the event's [`key`](Event::key) (structs
-///   only; a tuple struct uses the field's index, `key = 0`).
+///   only; a tuple struct uses the field's index, `key = 0`);
+/// - `crate = path`: where this crate is, when it is renamed or re-exported (default
+///   `::event_bus`), e.g. `#[event(crate = my_platform::event_bus)]`.
 ///
 /// The payload must not be generic (each event type owns one `static` registry).
 pub use event_bus_macros::event;

@@ -91,7 +91,7 @@ pub use chain::{Pipeline, PipelineBuilder};
 pub use dead_letter::{DeadLetter, DeadLetters, ReplayOutcome, Replayed};
 pub use durable::{Accepted, Durable, Recovered};
 pub use effects::stage;
-pub use error::PipelineError;
+pub use error::{PipelineError, ResultExt};
 pub use filter::Filter;
 pub use handler::{FnHandler, Handler, HandlerFuture, Next, from_fn};
 pub use idempotency::{Conflict, Idempotency, IdempotencyStats, OnDuplicate};

@@ -136,6 +136,22 @@ impl<E: 'static> State<E> {
         true
     }
 
+    pub(crate) fn remove_named(&self, name: &str) -> usize {
+        let (previous, removed) = {
+            let _writer = self.writer.lock();
+            let current = self.current.load();
+            match current
+                .as_deref()
+                .and_then(|snapshot| snapshot.without_named(name))
+            {
+                Some((next, removed)) => (self.publish(next), removed),
+                None => return 0,
+            }
+        };
+        drop(previous); // after the lock, as in `remove`
+        removed
+    }
+
     /// Replaces the snapshot and returns the previous one, to be dropped once the writer lock is
     /// released; dispatches already running keep the one they loaded. Called with the lock held.
     #[must_use = "the previous snapshot must be dropped after the writer lock is released"]
@@ -389,6 +405,30 @@ impl<E: Event> Registry<E> {
         } else {
             false
         }
+    }
+
+    /// Removes every listener named `name` and returns how many there were: the way to remove a
+    /// `#[listener]` function, whose default name is its path (`my_crate::module::function`; see
+    /// [`listener_names`](Registry::listener_names)).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct Ping;
+    ///
+    /// #[listener(name = "audit")]
+    /// fn audit(_: &Ping) {}
+    ///
+    /// assert_eq!(Ping::registry().unregister_named("audit"), 1);
+    /// assert!(Ping::registry().is_empty());
+    /// ```
+    pub fn unregister_named(&self, name: &str) -> usize {
+        if let Core::Global(_) = self.core {
+            // `#[listener]` functions are installed first, so that they cannot come back later.
+            static_listeners::ensure_installed();
+        }
+        self.state().remove_named(name)
     }
 
     /// Dispatches synchronously on this thread: sync listeners run in priority order; async

@@ -78,3 +78,42 @@ fn default_names_are_function_paths_and_name_option_overrides() {
     assert!(names.contains(&"remote-async".to_owned()), "{names:?}");
     assert!(names.contains(&"shipping-by-arc".to_owned()), "{names:?}");
 }
+
+/// `#[event(crate = path)]` names `event_bus` through another path (a renamed or re-exported
+/// dependency).
+mod renamed {
+    pub mod reexport {
+        pub use event_bus as bus;
+    }
+
+    #[event_bus::event(crate = self::reexport::bus, name = "renamed.ping")]
+    pub struct Ping;
+
+    #[test]
+    fn an_event_can_name_the_crate_through_another_path() {
+        use event_bus::Event;
+        assert_eq!(Ping::NAME, "renamed.ping");
+        assert_eq!(Ping.trigger().listeners(), 0);
+    }
+}
+
+/// A `#[listener]` function is removed by its name (its path by default).
+mod removable {
+    use event_bus::prelude::*;
+
+    #[event]
+    pub struct Cleanup;
+
+    #[listener]
+    fn sweep(_: &Cleanup) {}
+
+    #[test]
+    fn a_listener_function_can_be_unregistered_by_its_path() {
+        let registry = Cleanup::registry();
+        let name = registry.listener_names()[0].clone();
+        assert!(name.ends_with("removable::sweep"), "{name}");
+        assert_eq!(registry.unregister_named(&name), 1);
+        assert_eq!(Cleanup.trigger().listeners(), 0);
+        assert_eq!(registry.unregister_named(&name), 0);
+    }
+}

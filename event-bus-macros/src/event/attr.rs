@@ -9,6 +9,8 @@ use syn::{LitStr, Member};
 pub(crate) struct Options {
     pub(crate) name: Option<LitStr>,
     pub(crate) key: Option<Key>,
+    /// `crate = path`: where `event_bus` is, for a renamed or re-exported dependency.
+    pub(crate) krate: Option<syn::Path>,
 }
 
 /// `key = field`, with the span of the `key` keyword for errors about the option as a whole.
@@ -17,7 +19,8 @@ pub(crate) struct Key {
     pub(crate) member: Member,
 }
 
-const VALID: &str = "valid options are `name = \"...\"` and `key = field`";
+const VALID: &str =
+    "valid options are `name = \"...\"`, `key = field` and `crate = path::to::event_bus`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     let mut options = Options::default();
@@ -40,6 +43,18 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
                 )
             })?;
             options.key = Some(Key { keyword, member });
+            Ok(())
+        } else if meta.path.is_ident("crate") {
+            if options.krate.is_some() {
+                return Err(meta.error("duplicate #[event] option `crate`; give it once"));
+            }
+            let path = meta.value()?.parse().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    "expected a path after `crate =`, e.g. `crate = my_events::event_bus`",
+                )
+            })?;
+            options.krate = Some(path);
             Ok(())
         } else {
             let unknown = meta

@@ -9,6 +9,10 @@ use super::attr::Options;
 
 pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
     let ident = &input.ident;
+    let krate = match &options.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::event_bus),
+    };
     let name = match &options.name {
         Some(name) => quote!(#name),
         None => {
@@ -29,12 +33,12 @@ pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
     // reported there.
     quote_spanned! {ident.span()=>
         #[automatically_derived]
-        impl ::event_bus::Event for #ident {
+        impl #krate::Event for #ident {
             const NAME: &'static str = #name;
 
             #[inline]
-            fn registry() -> &'static ::event_bus::Registry<Self> {
-                static REGISTRY: ::event_bus::Registry<#ident> = ::event_bus::Registry::__global();
+            fn registry() -> &'static #krate::Registry<Self> {
+                static REGISTRY: #krate::Registry<#ident> = #krate::Registry::__global();
                 &REGISTRY
             }
 

@@ -174,3 +174,37 @@ impl PipelineError {
         }
     }
 }
+
+/// Turns any `Result` whose error converts into a [`BoxError`] into a pipeline result, marking the
+/// error retryable or permanent, so that `?` works on any error in a handler.
+///
+/// ```
+/// use event_bus::pipeline::{PipelineError, ResultExt};
+///
+/// fn parse(text: &str) -> Result<u64, PipelineError> {
+///     text.parse::<u64>().permanent() // bad input: retrying will not help
+/// }
+///
+/// fn fetch() -> Result<String, PipelineError> {
+///     std::fs::read_to_string("/no/such/file").retryable() // the disk may come back
+/// }
+///
+/// assert!(!parse("x").unwrap_err().is_retryable());
+/// assert!(fetch().unwrap_err().is_retryable());
+/// ```
+pub trait ResultExt<T> {
+    /// The error, if any, as [`PipelineError::retryable`].
+    fn retryable(self) -> Result<T, PipelineError>;
+    /// The error, if any, as [`PipelineError::permanent`].
+    fn permanent(self) -> Result<T, PipelineError>;
+}
+
+impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
+    fn retryable(self) -> Result<T, PipelineError> {
+        self.map_err(PipelineError::retryable)
+    }
+
+    fn permanent(self) -> Result<T, PipelineError> {
+        self.map_err(PipelineError::permanent)
+    }
+}

@@ -84,6 +84,19 @@ impl<E: 'static> Snapshot<E> {
         Snapshot::new(entries)
     }
 
+    /// A copy of `self` without the entries named `name`, and how many they were (`None` if
+    /// none).
+    pub(crate) fn without_named(&self, name: &str) -> Option<(Self, usize)> {
+        let entries: Vec<Entry<E>> = self
+            .entries
+            .iter()
+            .filter(|entry| &*entry.name != name)
+            .cloned()
+            .collect();
+        let removed = self.entries.len() - entries.len();
+        (removed > 0).then(|| (Snapshot::new(entries), removed))
+    }
+
     /// A copy of `self` without the entry `id`, or `None` if there is no such entry.
     pub(crate) fn without(&self, id: u64) -> Option<Self> {
         let position = self.entries.iter().position(|e| e.id == id)?;

@@ -1,0 +1,6 @@
+use event_bus::prelude::*;
+
+#[event(crate = my_events::event_bus)]
+struct Renamed;
+
+fn main() {}

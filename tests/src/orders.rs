@@ -197,3 +197,20 @@ pub async fn applied(
     }
     Ok(applied)
 }
+
+/// Nothing left in flight: the inbox is empty and every join and idempotency marker is final
+/// (no claim left standing).
+pub async fn assert_settled(store: &dyn Store) {
+    let inbox = store.count("inbox").await.unwrap_or(usize::MAX);
+    assert_eq!(inbox, 0, "inbox drained");
+    for (namespace, done) in [("join:joined", "joined"), ("idempotency", "done")] {
+        let records = store.scan(namespace, "").await.unwrap_or_default();
+        for (key, value) in records {
+            assert_eq!(
+                String::from_utf8_lossy(&value),
+                done,
+                "{namespace}/{key} is still claimed"
+            );
+        }
+    }
+}

@@ -106,19 +106,6 @@ fn finish(child: Child) {
     assert!(String::from_utf8_lossy(&output.stdout).contains("DONE"));
 }
 
-/// No live claim is left anywhere, and the markers are all final.
-async fn assert_no_claims(store: &dyn Store) {
-    for (namespace, done) in [("join:joined", "joined"), ("idempotency", "done")] {
-        for (key, value) in store.scan(namespace, "").await.expect("scan") {
-            assert_eq!(
-                String::from_utf8_lossy(&value),
-                done,
-                "{namespace}/{key} is still claimed"
-            );
-        }
-    }
-}
-
 /// Two worker processes share one SQLite file and each consume the whole stream (every message is
 /// delivered to both); both are SIGKILLed at random moments, several times, and restarted. Then a
 /// replay of the dead letters is SIGKILLed mid-way and restarted. Every complete order is applied
@@ -171,7 +158,7 @@ fn two_workers_sharing_a_store_killed_at_random_apply_each_order_exactly_once() 
     assert!(!poisoned.is_empty());
     with_store(&db, async |store| {
         assert_exactly_once(store.as_ref(), &healthy).await;
-        assert_no_claims(store.as_ref()).await;
+        orders::assert_settled(store.as_ref()).await;
         let letters = DeadLetters::new(Arc::clone(store))
             .list()
             .await
@@ -211,7 +198,7 @@ fn two_workers_sharing_a_store_killed_at_random_apply_each_order_exactly_once() 
     finish(worker(&["replay", db_arg, &poison_arg]));
     with_store(&db, async |store| {
         assert_exactly_once(store.as_ref(), &complete).await;
-        assert_no_claims(store.as_ref()).await;
+        orders::assert_settled(store.as_ref()).await;
         assert_eq!(store.count("dead-letters").await.expect("count"), 0);
     });
 }

@@ -81,24 +81,6 @@ async fn applied(store: &dyn Store) -> std::collections::BTreeMap<u64, usize> {
     orders::applied(store).await.expect("read effects")
 }
 
-/// No live claim left, no message left in the inbox.
-async fn assert_settled(store: &dyn Store) {
-    assert_eq!(
-        store.count("inbox").await.expect("count"),
-        0,
-        "inbox drained"
-    );
-    for (namespace, done) in [("join:joined", "joined"), ("idempotency", "done")] {
-        for (key, value) in store.scan(namespace, "").await.expect("scan") {
-            assert_eq!(
-                String::from_utf8_lossy(&value),
-                done,
-                "{namespace}/{key} is still claimed"
-            );
-        }
-    }
-}
-
 /// Runs the orders stream through durable delivery with `faults` planned, then heals the store,
 /// recovers the inbox, redelivers every message and checks that each complete order is applied
 /// exactly once or parked; then replays the dead letters and checks exactly once.
@@ -162,7 +144,7 @@ async fn survive(store: Arc<dyn Store>, faults: &[(Operation, u64, Fault)], seed
         "exactly the complete orders (faults {faults:?})"
     );
     assert_eq!(dead_letters.count().await.expect("count"), 0);
-    assert_settled(store.as_ref()).await;
+    orders::assert_settled(store.as_ref()).await;
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -289,7 +271,7 @@ proptest! {
             prop_assert!(counts.values().all(|n| *n == 1), "{:?} ({} cancelled)", counts, cancelled);
             let applied: BTreeSet<u64> = counts.keys().copied().collect();
             prop_assert_eq!(applied, complete);
-            assert_settled(memory.as_ref()).await;
+            orders::assert_settled(memory.as_ref()).await;
             Ok(())
         })?;
     }

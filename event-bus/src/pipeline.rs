@@ -101,4 +101,4 @@ pub use quarantine::{Quarantine, Quarantined};
 pub use retry::{Jitter, Retry};
 pub use timeout::Timeout;
 pub use transform::Transform;
-pub use typed::{JsonHandler, handle_json};
+pub use typed::{JsonHandler, handle_json, handle_json_with};

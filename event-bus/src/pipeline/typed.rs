@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -95,7 +94,8 @@ where
 /// with the rest of the chain. Content that does not decode is a [`PipelineError::Decode`].
 ///
 /// For a [`Join`](super::Join), `T` has one field per source (rename fields to source names with
-/// `#[serde(rename = "…")]`).
+/// `#[serde(rename = "…")]`). To see the message's key, id or metadata too, use
+/// [`handle_json_with`].
 ///
 /// ```
 /// use event_bus::pipeline::{Message, Pipeline, handle_json};
@@ -119,24 +119,64 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub fn handle_json<T, F, Fut>(f: F) -> JsonHandler<T, F>
+pub fn handle_json<T, F, Fut>(f: F) -> JsonHandler<T>
 where
     T: DeserializeOwned + Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
 {
+    handle_json_with(move |input: T, _: &Message| f(input))
+}
+
+/// Like [`handle_json`], with the message next to the decoded input: its key, id, source and
+/// metadata. `f` runs synchronously with the borrowed message; take what the returned future
+/// needs before it.
+///
+/// ```
+/// use event_bus::pipeline::{Message, Pipeline, handle_json_with};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Payment {
+///     cents: u64,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+/// let pipeline = Pipeline::builder()
+///     .then(handle_json_with(|payment: Payment, message: &Message| {
+///         let (order, trace) = (message.key().to_owned(), message.metadata().get("trace").cloned());
+///         async move {
+///             println!("order {order}: {} cents (trace {trace:?})", payment.cents);
+///             Ok(())
+///         }
+///     }))
+///     .build();
+/// let message = Message::new("payment", "order-7", br#"{"cents":100}"#.to_vec()).with_metadata("trace", "t1");
+/// pipeline.process(message).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn handle_json_with<T, F, Fut>(f: F) -> JsonHandler<T>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: Fn(T, &Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
+{
     JsonHandler {
-        f: Arc::new(f),
-        input: PhantomData,
+        f: Arc::new(move |input: T, message: &Message| {
+            Box::pin(f(input, message)) as HandlerFuture
+        }),
     }
 }
 
-/// A handler from [`handle_json`].
+type JsonFn<T> = dyn Fn(T, &Message) -> HandlerFuture + Send + Sync;
+
+/// A handler from [`handle_json`] or [`handle_json_with`].
 ///
 /// ```
-/// use event_bus::pipeline::{JsonHandler, Handler, handle_json};
+/// use event_bus::pipeline::{Handler, JsonHandler, handle_json};
 ///
-/// fn counter() -> impl Handler {
+/// fn counter() -> JsonHandler<u64> {
 ///     handle_json(|n: u64| async move {
 ///         println!("got {n}");
 ///         Ok(())
@@ -144,12 +184,11 @@ where
 /// }
 /// # let _ = counter();
 /// ```
-pub struct JsonHandler<T, F> {
-    f: Arc<F>,
-    input: PhantomData<fn() -> T>,
+pub struct JsonHandler<T> {
+    f: Arc<JsonFn<T>>,
 }
 
-impl<T, F> fmt::Debug for JsonHandler<T, F> {
+impl<T> fmt::Debug for JsonHandler<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonHandler")
             .field("input", &std::any::type_name::<T>())
@@ -157,12 +196,7 @@ impl<T, F> fmt::Debug for JsonHandler<T, F> {
     }
 }
 
-impl<T, F, Fut> Handler for JsonHandler<T, F>
-where
-    T: DeserializeOwned + Send + 'static,
-    F: Fn(T) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
-{
+impl<T: DeserializeOwned + Send + 'static> Handler for JsonHandler<T> {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let input = match serde_json::from_slice::<T>(message.content()) {
             Ok(input) => input,
@@ -174,7 +208,7 @@ where
                 return Box::pin(std::future::ready(Err(error)));
             }
         };
-        let work = (self.f)(input);
+        let work = (self.f)(input, &message);
         Box::pin(async move {
             work.await?;
             next.run(message).await

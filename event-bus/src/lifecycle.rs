@@ -15,33 +15,21 @@ const POLL: Duration = Duration::from_millis(5);
 /// Program-wide drain: every registry refuses new tasks.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
-/// A registry's view of its running listener tasks (type-erased, for the program-wide drain).
+/// A snapshot's view of its running listener tasks (type-erased, for the program-wide drain).
 pub(crate) trait Tasks: Send + Sync {
     /// The tasks still running, one entry per task.
     fn unfinished(&self) -> Vec<Unfinished>;
 }
 
-/// Every registry that ever had a listener: the global ones forever, local ones while they live.
-enum Known {
-    Global(&'static dyn Tasks),
-    Local(Weak<dyn Tasks>),
-}
+/// Every listener list (snapshot) published, while it lives: detached tasks count themselves in
+/// the snapshot they run from, which lives as long as they run, even after its registry is gone.
+static SNAPSHOTS: Mutex<Vec<Weak<dyn Tasks>>> = Mutex::new(Vec::new());
 
-static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
-
-/// Remembers a global registry (once).
-pub(crate) fn know_global(registry: &'static dyn Tasks) {
-    KNOWN.lock().push(Known::Global(registry));
-}
-
-/// Remembers a local registry while it lives.
-pub(crate) fn know_local(registry: Weak<dyn Tasks>) {
-    let mut known = KNOWN.lock();
-    known.retain(|known| match known {
-        Known::Global(_) => true,
-        Known::Local(weak) => weak.strong_count() > 0,
-    });
-    known.push(Known::Local(registry));
+/// Remembers a newly published snapshot.
+pub(crate) fn know(snapshot: Weak<dyn Tasks>) {
+    let mut known = SNAPSHOTS.lock();
+    known.retain(|weak| weak.strong_count() > 0);
+    known.push(snapshot);
 }
 
 /// Whether a registry (its drain flag) refuses new detached work, or the whole program does.
@@ -52,8 +40,11 @@ pub(crate) struct Scope<'a> {
 
 impl Scope<'_> {
     /// Whether new tasks are refused.
+    ///
+    /// Sequentially consistent with the drains: a task is counted before this is read, and a
+    /// drain sets its flag before it reads the counts, so one of the two always sees the other.
     pub(crate) fn refuses(&self) -> bool {
-        DRAINING.load(Ordering::Acquire) || self.draining.load(Ordering::Acquire)
+        DRAINING.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst)
     }
 }
 
@@ -161,25 +152,10 @@ impl fmt::Display for Drained {
 
 /// The tasks still running in the whole program.
 fn running_everywhere() -> Vec<Unfinished> {
-    let known: Vec<Option<Arc<dyn Tasks>>> = KNOWN
-        .lock()
-        .iter()
-        .map(|known| match known {
-            Known::Global(_) => None,
-            Known::Local(weak) => weak.upgrade(),
-        })
-        .collect();
-    let globals: Vec<&'static dyn Tasks> = KNOWN
-        .lock()
-        .iter()
-        .filter_map(|known| match known {
-            Known::Global(registry) => Some(*registry),
-            Known::Local(_) => None,
-        })
-        .collect();
-    let mut found: Vec<Unfinished> = globals.iter().flat_map(|r| r.unfinished()).collect();
-    found.extend(known.iter().flatten().flat_map(|r| r.unfinished()));
-    found
+    let live: Vec<Arc<dyn Tasks>> = SNAPSHOTS.lock().iter().filter_map(Weak::upgrade).collect();
+    live.iter()
+        .flat_map(|snapshot| snapshot.unfinished())
+        .collect()
 }
 
 /// Waits until `running` reports nothing, or `deadline` passes.
@@ -230,7 +206,7 @@ pub(crate) async fn wait(
 /// # }
 /// ```
 pub async fn drain(deadline: Duration) -> Drained {
-    DRAINING.store(true, Ordering::Release);
+    DRAINING.store(true, Ordering::SeqCst);
     wait(running_everywhere, Some(deadline)).await
 }
 
@@ -240,5 +216,5 @@ pub async fn drain(deadline: Duration) -> Drained {
 /// event_bus::reopen();
 /// ```
 pub fn reopen() {
-    DRAINING.store(false, Ordering::Release);
+    DRAINING.store(false, Ordering::SeqCst);
 }

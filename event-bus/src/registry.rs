@@ -68,18 +68,15 @@ pub(crate) struct State<E> {
     draining: AtomicBool,
     /// Every snapshot published, while it lives: detached tasks count themselves in its entries.
     snapshots: Mutex<Vec<Weak<Snapshot<E>>>>,
-    /// Whether the program-wide drain knows this (global) registry.
-    known: AtomicBool,
 }
 
-impl<E: 'static> State<E> {
+impl<E: Event> State<E> {
     const fn new() -> Self {
         State {
             current: ArcSwapOption::const_empty(),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
             snapshots: Mutex::new(Vec::new()),
-            known: AtomicBool::new(false),
         }
     }
 
@@ -162,11 +159,26 @@ impl<E: 'static> State<E> {
             snapshots.retain(|weak| weak.strong_count() > 0);
             snapshots.push(Arc::downgrade(&snapshot));
         }
+        let weak: Weak<dyn Tasks> = Arc::downgrade(&snapshot) as Weak<dyn Tasks>;
+        lifecycle::know(weak);
         self.current.swap(Some(snapshot))
     }
 }
 
-impl<E: Event> Tasks for State<E> {
+impl<E: Event> Tasks for Snapshot<E> {
+    fn unfinished(&self) -> Vec<Unfinished> {
+        let mut unfinished = Vec::new();
+        for entry in self.entries.iter() {
+            for _ in 0..entry.running.load(Ordering::SeqCst) {
+                unfinished.push(Unfinished::new(E::NAME, Arc::clone(&entry.name)));
+            }
+        }
+        unfinished
+    }
+}
+
+impl<E: Event> State<E> {
+    /// The detached tasks of this registry still running (in any snapshot it published).
     fn unfinished(&self) -> Vec<Unfinished> {
         let live: Vec<Arc<Snapshot<E>>> = self
             .snapshots
@@ -174,15 +186,9 @@ impl<E: Event> Tasks for State<E> {
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        let mut unfinished = Vec::new();
-        for snapshot in live {
-            for entry in snapshot.entries.iter() {
-                for _ in 0..entry.running.load(Ordering::Acquire) {
-                    unfinished.push(Unfinished::new(E::NAME, Arc::clone(&entry.name)));
-                }
-            }
-        }
-        unfinished
+        live.iter()
+            .flat_map(|snapshot| snapshot.unfinished())
+            .collect()
     }
 }
 
@@ -203,11 +209,8 @@ impl<E: Event> Registry<E> {
     /// assert_eq!(Ping::registry().len(), 0);
     /// ```
     pub fn new() -> Self {
-        let state = Arc::new(State::new());
-        let tasks: Weak<dyn Tasks> = Arc::downgrade(&state) as Weak<dyn Tasks>;
-        lifecycle::know_local(tasks);
         Registry {
-            core: Core::Local(state),
+            core: Core::Local(Arc::new(State::new())),
         }
     }
 
@@ -242,10 +245,6 @@ impl<E: Event> Registry<E> {
     ) -> Subscription<E> {
         if let Core::Global(_) = self.core {
             static_listeners::ensure_installed();
-            let global = E::registry().state();
-            if !global.known.swap(true, Ordering::AcqRel) {
-                lifecycle::know_global(global);
-            }
         }
         self.insert_unchecked(priority, name, callback)
     }
@@ -520,7 +519,7 @@ impl<E: Event> Registry<E> {
     /// ```
     pub async fn drain(&self, deadline: Duration) -> Drained {
         let state = self.state();
-        state.draining.store(true, Ordering::Release);
+        state.draining.store(true, Ordering::SeqCst);
         lifecycle::wait(|| state.unfinished(), Some(deadline)).await
     }
 
@@ -535,7 +534,7 @@ impl<E: Event> Registry<E> {
     /// Registry::<Save>::new().reopen();
     /// ```
     pub fn reopen(&self) {
-        self.state().draining.store(false, Ordering::Release);
+        self.state().draining.store(false, Ordering::SeqCst);
     }
 
     /// Waits until no listener task of this registry is running (the async listeners `trigger`

@@ -749,3 +749,98 @@ async fn replaying_nested_joins_settles_every_join() {
         Some(b"joined".to_vec())
     );
 }
+
+/// Found by the second fault hunt: a message accepted long ago, whose claim another process took
+/// over after its lease ran out, is not processed again by its first holder.
+#[tokio::test]
+async fn a_holder_whose_message_was_taken_over_does_not_process_it() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .then(counter(&runs, 0, Duration::ZERO))
+        .build();
+    let durable = Durable::new(Arc::clone(&store), pipeline).lease(Duration::from_millis(60));
+    let message = Message::new("s", "k", "");
+    let accepted = durable.accept(message.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // the lease ran out
+    // Another process took the message over (its claim header, lease running).
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
+    let mut record = format!("claim/another-process/1/{until}\n").into_bytes();
+    record.extend(message.encode().unwrap());
+    store
+        .put("inbox", message.id(), record, None)
+        .await
+        .unwrap();
+    accepted.process().await.unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the other holder answers for it"
+    );
+    assert_eq!(durable.pending().await.unwrap(), 1);
+}
+
+/// Found by the second fault hunt: a renewal under way when the work finishes is completed, so
+/// the commit removes the message (nothing processed is left to run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_messages_leave_the_inbox_even_with_renewals_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(event_bus::store::SqliteStore::open(dir.path().join("renew.db")).unwrap());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let pipeline = Pipeline::builder()
+        .then(from_fn(move |_: Message, _: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(3..12))).await;
+                Ok(())
+            }
+        }))
+        .build();
+    let durable = Durable::new(Arc::clone(&store), pipeline).lease(Duration::from_millis(9));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let durable = durable.clone();
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    durable.submit(Message::new("s", "k", "")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        durable.pending().await.unwrap(),
+        0,
+        "every processed message removed"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 320);
+}
+
+/// Found by the second fault hunt: the same message id delivered twice (even re-created with
+/// another time) is one inbox record, processed by one holder at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_id_is_processed_once_at_a_time() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pipeline = Pipeline::builder()
+        .then(counter(&runs, 0, Duration::from_millis(50)))
+        .build();
+    let durable = Durable::new(Arc::clone(&store), pipeline);
+    let first = Message::new("s", "k", "").with_id("same");
+    let second = first
+        .clone()
+        .with_time(first.time() + Duration::from_millis(1));
+    let (a, b) = tokio::join!(durable.submit(first), durable.submit(second));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(durable.pending().await.unwrap(), 0);
+}

@@ -257,3 +257,16 @@ async fn a_payload_whose_drop_panics_does_not_blame_a_listener() {
     );
     assert!(!report.is_success());
 }
+
+/// Found by the second fault hunt: with no listener (or when refused), the payload is dropped by
+/// `spawn` itself: a panic there is reported, never unwinds out of `spawn`.
+#[tokio::test]
+async fn a_panicking_payload_drop_never_escapes_spawn() {
+    event_bus_tests::quiet_panics();
+    let registry = Registry::<Fragile>::new();
+    let report = registry.spawn(Fragile).await;
+    assert!(matches!(
+        report.failures()[0].cause(),
+        FailureCause::PayloadDropPanic(_)
+    ));
+}

@@ -38,13 +38,19 @@ pub(crate) fn spawn<E: Event>(
     snapshot: Option<Arc<Snapshot<E>>>,
     event: E,
 ) -> Dispatch {
+    let event = Arc::new(event);
     let Some(snapshot) = snapshot else {
-        return Dispatch::finished(E::NAME, Report::new(0));
+        return Dispatch::finished(E::NAME, dropped(event, Report::new(0)));
     };
     let mut report = Report::new(snapshot.entries.len());
+    // Counted before the drain flag is read, so that a drain reading no task sees the flag here.
+    let running: Vec<Running<E>> = (0..snapshot.entries.len())
+        .map(|index| Running::start(&snapshot, index))
+        .collect();
     let runtime = match Handle::try_current() {
         Ok(runtime) if !scope.refuses() => runtime,
         refused => {
+            drop(running);
             let cause = || match refused {
                 Ok(_) => FailureCause::ShuttingDown,
                 Err(_) => FailureCause::NoRuntime,
@@ -52,15 +58,15 @@ pub(crate) fn spawn<E: Event>(
             for entry in snapshot.entries.iter() {
                 report.record_failure(E::NAME, &entry.name, cause());
             }
-            return Dispatch::finished(E::NAME, report);
+            return Dispatch::finished(E::NAME, dropped(event, report));
         }
     };
-    let event = Arc::new(event);
-    let tasks = (0..snapshot.entries.len())
-        .map(|index| {
+    let tasks = running
+        .into_iter()
+        .enumerate()
+        .map(|(index, running)| {
             let event = Arc::clone(&event);
-            // Counts the task while it runs, and holds the snapshot it runs from.
-            let running = Running::start(&snapshot, index);
+            // `running` counts the task while it runs, and holds the snapshot it runs from.
             runtime.spawn(async move { run_entry(running.snapshot(), index, event).await })
         })
         .collect();
@@ -101,6 +107,18 @@ async fn run_entry<E: Event>(snapshot: &Snapshot<E>, index: usize, event: Arc<E>
         listener,
         payload_drop,
     }
+}
+
+/// Drops this owner of the payload, recording a panic of its `Drop` in `report`.
+fn dropped<E: Event>(event: Arc<E>, mut report: Report) -> Report {
+    if let Some(message) = drop_payload(event) {
+        report.push_failure(
+            E::NAME,
+            &Arc::from(""),
+            FailureCause::PayloadDropPanic(message),
+        );
+    }
+    report
 }
 
 /// Drops one owner of the payload; the panic message if that ran the payload's `Drop` and it

@@ -71,11 +71,13 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
             },
             (Callback::Async(listener), Some(runtime)) => {
+                // Counted before the drain flag is read (see `lifecycle`).
+                let tracked = Running::start(snapshot, index);
                 if scope.refuses() {
+                    drop(tracked);
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
                     continue;
                 }
-                let tracked = Running::start(snapshot, index);
                 let task = run_async(listener, Arc::clone(&event));
                 let name = Arc::clone(&entry.name);
                 runtime.spawn(async move {

@@ -254,7 +254,7 @@ impl Site {
     }
 }
 
-/// A held claim. Commit with [`fence`](Holder::fence) in the batch, then [`settled`](Holder::settled);
+/// A held claim. Commit a batch built on [`fence`](Holder::fence) with [`commit`](Holder::commit);
 /// or [`release`](Holder::release) it. Dropped while still held (a cancelled holder), it forgets its
 /// token at once and releases the record in the background.
 pub(crate) struct Holder {
@@ -269,6 +269,8 @@ pub(crate) struct Holder {
     restore: Option<(Vec<u8>, Option<Duration>)>,
     /// Whether the store record may still be ours and needs releasing.
     armed: bool,
+    /// When the lease was last written (acquired or renewed).
+    leased_at: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Holder {
@@ -295,6 +297,7 @@ impl Holder {
             payload: None,
             restore: None,
             armed: false,
+            leased_at: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -380,60 +383,74 @@ impl Holder {
         }
     }
 
-    /// Extends the lease; `false` if the claim is no longer this holder's.
+    /// Extends the lease; `false` if the claim is no longer this holder's. An ambiguous failure
+    /// (the store may have written) is settled by reading the record back.
     async fn renew(&self) -> Result<bool, StoreError> {
         let current = self.current();
         let store = &self.site.store;
-        match &self.payload {
-            None => {
-                store
-                    .compare_and_swap(
-                        &self.site.namespace,
-                        &self.key,
-                        current.clone(),
-                        current,
-                        Some(self.site.lease),
-                    )
-                    .await
-            }
-            Some(payload) => {
-                let renewed = self.embedded_value(payload);
-                let swapped = store
-                    .compare_and_swap(
-                        &self.site.namespace,
-                        &self.key,
-                        current,
-                        renewed.clone(),
-                        None,
-                    )
-                    .await?;
-                if swapped {
-                    *self.value.lock() = renewed;
-                }
-                Ok(swapped)
-            }
+        let started = std::time::Instant::now();
+        let renewed = match &self.payload {
+            None => current.clone(),
+            Some(payload) => self.embedded_value(payload),
+        };
+        let ttl = self.payload.is_none().then_some(self.site.lease);
+        let outcome = store
+            .compare_and_swap(
+                &self.site.namespace,
+                &self.key,
+                current.clone(),
+                renewed.clone(),
+                ttl,
+            )
+            .await;
+        let swapped = match outcome {
+            Ok(swapped) => swapped,
+            Err(error) => match store.get(&self.site.namespace, &self.key).await {
+                Ok(Some(found)) if found == renewed => true,
+                Ok(Some(found)) if found == current => return Ok(true), // not renewed, still ours
+                _ => return Err(error),
+            },
+        };
+        if swapped {
+            *self.value.lock() = renewed;
+            *self.leased_at.lock() = started;
         }
+        Ok(swapped)
     }
 
     /// Runs `work` while renewing the lease every third of it. If a renewal finds the claim lost,
     /// `work` is dropped (cancelled) and the result is [`PipelineError::ClaimLost`]. A renewal
     /// that fails with a store error is retried at the next period.
-    pub(crate) async fn hold<T>(
-        &self,
-        work: impl Future<Output = Result<T, PipelineError>>,
-    ) -> Result<T, PipelineError> {
+    pub(crate) async fn hold<T, W>(&self, start: impl FnOnce() -> W) -> Result<T, PipelineError>
+    where
+        W: Future<Output = Result<T, PipelineError>>,
+    {
         let period = self.site.lease / 3;
-        let mut work = pin!(work);
+        // Work starting late (a message accepted a while ago) first makes sure the claim is still
+        // this holder's, and long enough: another holder may have taken it over meanwhile.
+        if self.leased_at.lock().elapsed() >= period && !self.renew().await? {
+            return Err(PipelineError::ClaimLost {
+                key: self.key.clone(),
+            });
+        }
+        // Only now is the work started (a handler's synchronous part runs when it is called).
+        let mut work = pin!(start());
         // Made only once the work has to wait: most work finishes in its first poll.
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut renewal = None;
+        let mut finished = None;
         poll_fn(|cx| {
-            if let Poll::Ready(result) = work.as_mut().poll(cx) {
-                return Poll::Ready(result);
+            if finished.is_none()
+                && let Poll::Ready(result) = work.as_mut().poll(cx)
+            {
+                finished = Some(result);
             }
             loop {
                 match renewal.as_mut() {
                     None => {
+                        if let Some(result) = finished.take() {
+                            return Poll::Ready(result);
+                        }
                         let timer =
                             timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
                         if timer.as_mut().poll(cx).is_pending() {
@@ -442,6 +459,8 @@ impl Holder {
                         renewal = Some(Box::pin(self.renew()));
                     }
                     Some(pending) => {
+                        // A renewal under way is finished even when the work is done: its write
+                        // may land, and the commit must expect what it wrote.
                         let outcome = match pending.as_mut().poll(cx) {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(outcome) => outcome,
@@ -607,7 +626,7 @@ mod tests {
         };
         // Longer than the lease: renewals keep it.
         let kept = holder
-            .hold(async {
+            .hold(|| async {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok(())
             })
@@ -615,7 +634,7 @@ mod tests {
         assert!(kept.is_ok());
         let _ = store.put("claims", "k", b"stolen".to_vec(), None).await;
         let lost = holder
-            .hold(async {
+            .hold(|| async {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok(())
             })

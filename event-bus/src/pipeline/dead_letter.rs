@@ -309,8 +309,10 @@ impl DeadLetters {
             match decode(&bytes) {
                 Ok(letter) => letters.push(letter),
                 Err(error) => {
-                    quarantine(self.store.as_ref(), &self.namespace, &id, bytes, &error).await?;
-                    quarantined += 1;
+                    let store = self.store.as_ref();
+                    if quarantine(store, &self.namespace, &id, bytes, &error).await? {
+                        quarantined += 1;
+                    }
                 }
             }
         }

@@ -318,7 +318,10 @@ impl Durable {
         id: String,
         message: Message,
     ) -> Result<(), PipelineError> {
-        match holder.hold(self.handler.handle(message, Next::end())).await {
+        match holder
+            .hold(|| self.handler.handle(message, Next::end()))
+            .await
+        {
             Ok(()) => {
                 let done = holder.fence().delete(&*self.claims.namespace, id.clone());
                 if let Err(error) = holder.commit(done).await {
@@ -326,6 +329,11 @@ impl Durable {
                     // idempotent handlers turn into a no-op.
                     tracing::warn!(message = %id, %error, "processed message left in the inbox");
                 }
+                Ok(())
+            }
+            // Another holder took the message over (this one's lease ran out): it answers for it.
+            Err(PipelineError::ClaimLost { .. }) => {
+                tracing::debug!(message = %id, "message taken over by another holder");
                 Ok(())
             }
             Err(error) => {
@@ -354,24 +362,23 @@ impl Durable {
     /// ```
     pub async fn recover(&self) -> Result<Recovered, PipelineError> {
         let mut recovered = Recovered::default();
-        // Keys start with the message's time: oldest first.
+        let mut left = Vec::new();
         for (key, record) in self.store.scan(&self.claims.namespace, "").await? {
             let (header, payload) = claim::split_embedded(&record);
-            let message = match Message::decode(payload) {
-                Ok(message) => message,
+            let decoded = Message::decode(payload).map(|message| (header.to_owned(), message));
+            match decoded {
+                Ok((header, message)) => left.push((key, record, header, message)),
                 Err(error) => {
-                    quarantine(
-                        self.store.as_ref(),
-                        &self.claims.namespace,
-                        &key,
-                        record,
-                        &error,
-                    )
-                    .await?;
-                    recovered.quarantined += 1;
-                    continue;
+                    let store = self.store.as_ref();
+                    if quarantine(store, &self.claims.namespace, &key, record, &error).await? {
+                        recovered.quarantined += 1;
+                    }
                 }
-            };
+            }
+        }
+        left.sort_by_key(|(_, _, _, message)| message.time());
+        for (key, record, header, message) in left {
+            let header = header.as_str();
             if claim::header_is_live(header) {
                 recovered.in_flight += 1;
                 continue;
@@ -460,13 +467,7 @@ impl Durable {
     }
 }
 
-/// A message's inbox key: its creation time (microseconds, hex, fixed width), then its id. The
-/// same message always gets the same key, keys sort oldest first, and new messages land at the end
-/// of the store's index, where their writes share pages.
+/// A message's inbox key: its id, so that the same message delivered twice is one record.
 fn inbox_key(message: &Message) -> String {
-    let micros = message
-        .time()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_micros());
-    format!("{micros:016x}-{}", message.id())
+    message.id().to_owned()
 }

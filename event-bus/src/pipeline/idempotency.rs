@@ -454,7 +454,7 @@ impl Inner {
     /// Runs the rest of the chain while holding the key; commits the record with what was staged,
     /// or releases the key.
     async fn run(&self, holder: Holder, message: Message, next: Next) -> Result<(), PipelineError> {
-        let (result, staged) = effects::collect(|| holder.hold(next.run(message))).await;
+        let (result, staged) = effects::collect(|| holder.hold(|| next.run(message))).await;
         match result {
             Ok(()) => {
                 let key = holder.key().to_owned();

@@ -671,9 +671,10 @@ impl Inner {
             match decoded {
                 Ok((key, part)) => groups.entry(key).or_default().push((record_key, part)),
                 Err(error) => {
-                    quarantine(self.store.as_ref(), &self.parts, &record_key, bytes, &error)
-                        .await?;
-                    quarantined += 1;
+                    let store = self.store.as_ref();
+                    if quarantine(store, &self.parts, &record_key, bytes, &error).await? {
+                        quarantined += 1;
+                    }
                 }
             }
         }
@@ -838,7 +839,7 @@ impl Inner {
         next: Next,
     ) -> Result<(), PipelineError> {
         let key = holder.key().to_owned();
-        match holder.hold(next.run(joined.clone())).await {
+        match holder.hold(|| next.run(joined.clone())).await {
             Ok(()) => {
                 let mut batch = holder.fence().put(
                     &*self.joined.namespace,

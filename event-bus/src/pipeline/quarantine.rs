@@ -158,16 +158,21 @@ impl Quarantine {
     }
 }
 
-/// Moves the record `namespace`/`key` (whose bytes are `value`) to the quarantine, atomically; a
-/// record that changed in the meantime is left where it is.
+/// Moves the record `namespace`/`key` (whose bytes are `value`) to the quarantine, atomically;
+/// `false` if the record changed in the meantime (it is then left where it is). Every move gets
+/// its own quarantine record, so a key quarantined twice keeps both.
 pub(crate) async fn quarantine(
     store: &dyn Store,
     namespace: &str,
     key: &str,
     value: Vec<u8>,
     reason: &PipelineError,
-) -> Result<(), PipelineError> {
-    let id = format!("{}:{namespace}/{key}", namespace.len());
+) -> Result<bool, PipelineError> {
+    let id = format!(
+        "{}:{namespace}/{key}#{}",
+        namespace.len(),
+        uuid::Uuid::new_v4().simple()
+    );
     let record = Quarantined {
         id: id.clone(),
         namespace: namespace.to_owned(),
@@ -183,10 +188,11 @@ pub(crate) async fn quarantine(
         .delete(namespace, key)
         .put(NAMESPACE, id, bytes, None);
     match store.apply(batch).await {
-        Err(error) if !error.is_conflict() => Err(error.into()),
-        _ => {
+        Ok(()) => {
             tracing::warn!(namespace, key, %reason, "unreadable record moved to the quarantine");
-            Ok(())
+            Ok(true)
         }
+        Err(error) if error.is_conflict() => Ok(false),
+        Err(error) => Err(error.into()),
     }
 }

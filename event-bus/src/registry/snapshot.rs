@@ -43,7 +43,7 @@ impl<E> Running<E> {
 
     pub(crate) fn start(snapshot: &Arc<Snapshot<E>>, index: usize) -> Self {
         if let Some(entry) = snapshot.entries.get(index) {
-            entry.running.fetch_add(1, Ordering::AcqRel);
+            entry.running.fetch_add(1, Ordering::SeqCst);
         }
         Running {
             snapshot: Arc::clone(snapshot),
@@ -55,7 +55,7 @@ impl<E> Running<E> {
 impl<E> Drop for Running<E> {
     fn drop(&mut self) {
         if let Some(entry) = self.snapshot.entries.get(self.index) {
-            entry.running.fetch_sub(1, Ordering::AcqRel);
+            entry.running.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

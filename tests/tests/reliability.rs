@@ -1,7 +1,7 @@
 //! One test per failure path of the reliability issue: cancelled holders, staged writes of failed
 //! attempts, two adapter values on one store, recovery of what is in flight, dead letters per
 //! failed join and their replay, sweeps that spare what is in flight or complete, corrupt records,
-//! keyless messages, purging, duplicate handling, and the debug events of joins and idempotency.
+//! keyless messages, purging and duplicate handling.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +13,6 @@ use event_bus::pipeline::{
     from_fn, stage,
 };
 use event_bus::store::{Batch, MemoryStore, Store};
-use event_bus_tests::recorder::Recorder;
 use event_bus_tests::stores;
 
 /// A handler counting its runs, optionally failing the first `failures` of them and pausing.
@@ -491,54 +490,6 @@ async fn duplicates_can_be_forwarded_or_reprocessed() {
         store.get("idempotency", "k").await.unwrap(),
         Some(b"done".to_vec())
     );
-}
-
-/// Peer parity: joins and idempotency emit debug events for joins, duplicates and late parts.
-#[test]
-fn joins_and_duplicates_are_traced() {
-    let recorder = Recorder::default();
-    let _default = tracing::subscriber::set_default(recorder.clone());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let pipeline = Pipeline::builder()
-            .then(join3(&store))
-            .then(Idempotency::new(Arc::clone(&store)).key_by(|m: &Message| m.source().to_owned()))
-            .build();
-        feed(&pipeline, "1").await.unwrap();
-        feed(&pipeline, "2").await.unwrap(); // a second join: a duplicate for idempotency
-        pipeline
-            .process(Message::new("a", "1", "{}"))
-            .await
-            .unwrap(); // late
-        pipeline
-            .process(Message::new("a", "3", "{}"))
-            .await
-            .unwrap();
-        pipeline
-            .process(Message::new("a", "3", "{}"))
-            .await
-            .unwrap(); // duplicate part
-    });
-    let messages: Vec<String> = recorder
-        .captured()
-        .iter()
-        .filter_map(|c| c.fields.iter().find(|f| f.starts_with("message=")).cloned())
-        .collect();
-    for expected in [
-        "message=joined",
-        "message=duplicate message",
-        "message=late part of a key that already joined",
-        "message=duplicate part",
-    ] {
-        assert!(
-            messages.iter().any(|m| m == expected),
-            "{expected} in {messages:?}"
-        );
-    }
 }
 
 /// Found by the fault hunt: a sweep racing the part that completes a join never expires it.

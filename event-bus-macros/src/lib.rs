@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod event;
+mod joined;
 mod listener;
 
 use proc_macro::TokenStream;
@@ -21,4 +22,10 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn listener(args: TokenStream, item: TokenStream) -> TokenStream {
     listener::expand(args.into(), item.into()).into()
+}
+
+/// (Implemented in `event-bus-macros`; use it through `event_bus::pipeline::Joined`.)
+#[proc_macro_derive(Joined)]
+pub fn joined(item: TokenStream) -> TokenStream {
+    joined::expand(item.into()).into()
 }

@@ -19,26 +19,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use event_bus::pipeline::{
-    Condition, DeadLetters, Durable, Idempotency, Join, Pipeline, PipelineError, Transform,
-    handle_json, stage,
+    DeadLetters, Durable, Erased, Idempotency, Join, Joined, Pipeline, PipelineError, Transform,
+    handle_joined, stage,
 };
-use event_bus::prelude::*;
 use event_bus::store::{Batch, MemoryStore, SqliteStore, Store};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
 
 use args::StoreChoice;
 use events::{InventoryReserved, OrderRequested, PaymentConfirmed};
 
-/// What the business handler receives: the joined message, one field per source.
-#[derive(Debug, Deserialize)]
+/// What the business handler receives: one field per joined event, named by its type. The join
+/// waits for all three; the order request's large content was erased before the join.
+#[derive(Joined)]
 struct ReadyToShip {
-    /// Erased before the join: an empty string.
-    #[serde(rename = "order.requested")]
-    _order: String,
-    #[serde(rename = "payment.confirmed")]
+    _order: Erased<OrderRequested>,
     payment: PaymentConfirmed,
-    #[serde(rename = "inventory.reserved")]
     inventory: InventoryReserved,
 }
 
@@ -106,19 +101,11 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     // The pipeline: erase -> join -> idempotency -> business, with failures parked.
     let completed = Arc::new(AtomicU64::new(0));
     let dead_letters = DeadLetters::new(Arc::clone(&store));
-    let join = Join::new(
-        Condition::all_of([
-            OrderRequested::NAME,
-            PaymentConfirmed::NAME,
-            InventoryReserved::NAME,
-        ]),
-        Arc::clone(&store),
-    )
-    .output_source("order.ready");
+    let join = Join::of::<ReadyToShip>(Arc::clone(&store)).output_source("order.ready");
     let idempotency = Idempotency::new(Arc::clone(&store));
     let business = {
         let completed = Arc::clone(&completed);
-        handle_json(move |ready: ReadyToShip| {
+        handle_joined(move |ready: ReadyToShip| {
             let completed = Arc::clone(&completed);
             async move {
                 let order = ready.payment.order_id;
@@ -140,7 +127,7 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     };
     let pipeline = Pipeline::builder()
         .then(dead_letters.clone())
-        .then(Transform::erase_content_from([OrderRequested::NAME]))
+        .then(Transform::erase::<OrderRequested>())
         .then(join.clone())
         .then(idempotency.clone())
         .then(business)
@@ -247,16 +234,14 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
         total as f64 / seconds,
         args.orders as f64 / seconds
     );
-    let records = store.count("shipments").await?
-        + store.count("idempotency").await?
-        + store.count("join:joined").await?;
+    let shipments = store.count("shipments").await?;
     match &sqlite {
         Some(sqlite) => println!(
-            "  store               SQLite {} ({:.1} MiB on disk, {records} records)",
+            "  store               SQLite {} ({:.1} MiB on disk, {shipments} shipments)",
             sqlite.path().display(),
             sqlite.disk_size() as f64 / (1024.0 * 1024.0)
         ),
-        None => println!("  store               in memory ({records} records)"),
+        None => println!("  store               in memory ({shipments} shipments)"),
     }
     Ok(elapsed)
 }

@@ -85,6 +85,27 @@ impl Transform {
         })
     }
 
+    /// Empties the content of messages of the event type `E` (by its [`NAME`](crate::Event::NAME)):
+    /// the typed form of [`erase_content_from`](Transform::erase_content_from). Join it as
+    /// [`Erased<E>`](super::Erased).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::pipeline::{Message, Transform};
+    ///
+    /// #[event(name = "order.requested")]
+    /// #[derive(serde::Serialize)]
+    /// struct OrderRequested { notes: String }
+    ///
+    /// let erase = Transform::erase::<OrderRequested>();
+    /// let message = Message::from_event(&OrderRequested { notes: "x".repeat(4096) })?;
+    /// assert!(erase.apply(message)?.content().is_empty());
+    /// # Ok::<(), event_bus::pipeline::PipelineError>(())
+    /// ```
+    pub fn erase<E: crate::Event>() -> Self {
+        Transform::erase_content_from([E::NAME])
+    }
+
     /// Renames sources (`from`, `to`). Several sources may share one alias (the main use: treat
     /// `payment.card` and `payment.cash` as `payment`). Giving one source two different aliases
     /// fails at construction: the result would depend on rule order.

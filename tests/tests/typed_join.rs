@@ -1,0 +1,116 @@
+//! Typed joins: `#[derive(Joined)]` names the parts by type; no source strings anywhere.
+
+use std::sync::{Arc, Mutex};
+
+use event_bus::pipeline::{Erased, Join, Joined, Message, Pipeline, Transform, handle_joined};
+use event_bus::prelude::*;
+use event_bus::store::MemoryStore;
+use serde::{Deserialize, Serialize};
+
+#[event(name = "order.requested", key = order)]
+#[derive(Serialize, Deserialize)]
+struct OrderRequested {
+    order: u64,
+    notes: String,
+}
+
+#[event(name = "payment.confirmed", key = order)]
+#[derive(Serialize, Deserialize)]
+struct PaymentConfirmed {
+    order: u64,
+    cents: u64,
+}
+
+#[event(name = "gift.wrapped", key = 0)]
+#[derive(Serialize, Deserialize)]
+struct GiftWrapped(u64);
+
+#[derive(Joined)]
+struct Ready {
+    _order: Erased<OrderRequested>,
+    payment: PaymentConfirmed,
+    gift: Option<GiftWrapped>,
+}
+
+#[test]
+fn the_condition_comes_from_the_required_fields() {
+    assert_eq!(
+        Ready::condition().to_string(),
+        "all of [order.requested, payment.confirmed]"
+    );
+}
+
+#[tokio::test]
+async fn a_typed_join_decodes_required_erased_and_optional_parts() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .then(Transform::erase::<OrderRequested>())
+        .then(Join::of::<Ready>(Arc::new(MemoryStore::new())))
+        .then(handle_joined(move |ready: Ready| {
+            sink.lock().unwrap().push((
+                ready.payment.order,
+                ready.payment.cents,
+                ready.gift.map(|g| g.0),
+            ));
+            async { Ok(()) }
+        }))
+        .build();
+    let send = |message: Message| pipeline.process(message);
+    send(Message::from_event(&GiftWrapped(1)).unwrap())
+        .await
+        .unwrap();
+    send(
+        Message::from_event(&OrderRequested {
+            order: 1,
+            notes: "x".repeat(1000),
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(seen.lock().unwrap().is_empty(), "waiting for the payment");
+    send(
+        Message::from_event(&PaymentConfirmed {
+            order: 1,
+            cents: 500,
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Order 2 joins without its optional gift.
+    send(
+        Message::from_event(&PaymentConfirmed {
+            order: 2,
+            cents: 700,
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    send(
+        Message::from_event(&OrderRequested {
+            order: 2,
+            notes: String::new(),
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(1, 500, Some(1)), (2, 700, None)]);
+}
+
+#[tokio::test]
+async fn content_that_does_not_decode_is_a_typed_error() {
+    let pipeline = Pipeline::builder()
+        .then(handle_joined(|_: Ready| async { Ok(()) }))
+        .build();
+    let broken = Message::new(
+        "composed-event",
+        "1",
+        br#"{"order.requested":"","payment.confirmed":{"order":"not a number"}}"#.to_vec(),
+    );
+    let error = pipeline.process(broken).await.unwrap_err();
+    assert!(error.to_string().contains("payment.confirmed"), "{error}");
+}

@@ -1,0 +1,8 @@
+use event_bus::pipeline::Joined;
+
+#[derive(Joined)]
+struct Ready<T> {
+    part: T,
+}
+
+fn main() {}

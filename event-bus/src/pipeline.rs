@@ -96,7 +96,7 @@ pub use error::{PipelineError, ResultExt};
 /// Derives [`Joined`] (see there).
 pub use event_bus_macros::Joined;
 pub use filter::Filter;
-pub use handler::{FnHandler, Handler, HandlerFuture, Next, from_fn};
+pub use handler::{FnHandler, Handler, HandlerFuture, Next, Route, from_fn};
 pub use idempotency::{Conflict, Idempotency, IdempotencyStats, OnDuplicate};
 pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join, JoinStats, PendingJoin, Swept};
 pub use joined::{__entries, Erased, JoinPart, Joined, JoinedHandler, handle_joined};

@@ -143,9 +143,9 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
         );
     }
     let subscriptions = (
-        durable.listen::<OrderRequested>(),
-        durable.listen::<PaymentConfirmed>(),
-        durable.listen::<InventoryReserved>(),
+        durable.listen::<OrderRequested>()?,
+        durable.listen::<PaymentConfirmed>()?,
+        durable.listen::<InventoryReserved>()?,
     );
 
     let traffic = traffic::generate(args.orders, 2026);

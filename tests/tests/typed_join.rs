@@ -114,3 +114,38 @@ async fn content_that_does_not_decode_is_a_typed_error() {
     let error = pipeline.process(broken).await.unwrap_err();
     assert!(error.to_string().contains("payment.confirmed"), "{error}");
 }
+
+#[event(name = "newsletter.sent")]
+#[derive(Serialize, Deserialize)]
+struct NewsletterSent;
+
+/// Listening an event that the pipeline's join does not expect is an error at once, not a message
+/// that waits forever.
+#[test]
+fn listening_an_event_no_join_expects_is_refused() {
+    use event_bus::pipeline::{DeadLetters, Durable, PipelineError, Retry};
+    let store = Arc::new(MemoryStore::new());
+    let pipeline = Pipeline::builder()
+        .then(DeadLetters::new(store.clone()))
+        .then(Retry::new())
+        .then(Join::of::<Ready>(store.clone()))
+        .build();
+    let refused = pipeline.listen::<NewsletterSent>();
+    assert!(
+        matches!(&refused, Err(PipelineError::Config(why)) if why.contains("newsletter.sent")),
+        "{refused:?}"
+    );
+    assert!(pipeline.listen::<PaymentConfirmed>().is_ok());
+    assert!(
+        pipeline.listen::<GiftWrapped>().is_ok(),
+        "an optional part is expected too"
+    );
+    let durable = Durable::new(store, pipeline);
+    assert!(durable.listen::<NewsletterSent>().is_err());
+    // A handler that may change the source ends the check: nothing is refused past it.
+    let renaming = Pipeline::builder()
+        .then(Transform::rename_sources([("newsletter.sent", "payment.confirmed")]).unwrap())
+        .then(Join::of::<Ready>(Arc::new(MemoryStore::new())))
+        .build();
+    assert!(renaming.listen::<NewsletterSent>().is_ok());
+}

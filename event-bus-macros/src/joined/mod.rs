@@ -71,6 +71,10 @@ fn derive(item: TokenStream) -> syn::Result<TokenStream> {
             }
         }
     });
+    let sources = fields.iter().map(|field| {
+        let ty = &field.ty;
+        quote_spanned!(ty.span()=> <#ty as #part>::SOURCE)
+    });
     let decoded = fields.iter().map(|field| {
         let (name, ty) = (&field.ident, &field.ty);
         quote_spanned! {ty.span()=>
@@ -84,6 +88,10 @@ fn derive(item: TokenStream) -> syn::Result<TokenStream> {
                 let mut required: ::std::vec::Vec<&'static str> = ::std::vec::Vec::new();
                 #(#required)*
                 ::event_bus::pipeline::Condition::all_of(required)
+            }
+
+            fn parts() -> ::std::vec::Vec<&'static str> {
+                ::std::vec![#(#sources),*]
             }
 
             fn decode(

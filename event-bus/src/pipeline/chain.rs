@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route, route_through};
 use super::message::Message;
 
 /// An ordered chain of [`Handler`]s. Each gets the message and the rest of the chain; a pipeline is
@@ -99,6 +99,10 @@ impl Pipeline {
 impl Handler for Pipeline {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         Next::start(Arc::clone(&self.chain), Some(Arc::new(next))).run(message)
+    }
+
+    fn route(&self, source: &str) -> Route {
+        route_through(&self.chain, source)
     }
 }
 

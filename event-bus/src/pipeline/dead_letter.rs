@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 use super::quarantine::quarantine;
 use crate::store::{Batch, IntoStore, Store};
@@ -519,6 +519,10 @@ fn decode(bytes: &[u8]) -> Result<DeadLetter, PipelineError> {
 }
 
 impl Handler for DeadLetters {
+    fn route(&self, _: &str) -> Route {
+        Route::Through
+    }
+
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let dead_letters = self.clone();
         Box::pin(async move {

@@ -13,7 +13,7 @@ use super::error::PipelineError;
 use super::handler::{Handler, Next};
 use super::message::Message;
 use super::quarantine::quarantine;
-use super::typed::listen_with;
+use super::typed::{expects, listen_with};
 use crate::event::Event;
 use crate::registry::Registry;
 use crate::store::{IntoStore, Store};
@@ -432,13 +432,14 @@ impl Durable {
     /// }
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
     /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
-    /// durable.listen::<OrderPlaced>();
+    /// durable.listen::<OrderPlaced>()?;
     /// assert!(OrderPlaced { id: 1 }.deliver().await.is_success());
+    /// # Ok(())
     /// # }
     /// ```
-    pub fn listen<E: Event + Serialize>(&self) -> Subscription<E> {
+    pub fn listen<E: Event + Serialize>(&self) -> Result<Subscription<E>, PipelineError> {
         self.listen_to(E::registry())
     }
 
@@ -455,15 +456,24 @@ impl Durable {
     /// struct Ping;
     ///
     /// let registry = Registry::<Ping>::new();
-    /// Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build()).listen_to(&registry);
+    /// Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build()).listen_to(&registry)?;
     /// assert_eq!(registry.len(), 1);
+    /// # Ok::<(), event_bus::pipeline::PipelineError>(())
     /// ```
-    pub fn listen_to<E: Event + Serialize>(&self, registry: &Registry<E>) -> Subscription<E> {
+    pub fn listen_to<E: Event + Serialize>(
+        &self,
+        registry: &Registry<E>,
+    ) -> Result<Subscription<E>, PipelineError> {
+        expects::<E>(self.handler.as_ref())?;
         let durable = self.clone();
-        listen_with(registry, "event_bus::pipeline::Durable", move |message| {
-            let durable = durable.clone();
-            async move { durable.submit(message).await }
-        })
+        Ok(listen_with(
+            registry,
+            "event_bus::pipeline::Durable",
+            move |message| {
+                let durable = durable.clone();
+                async move { durable.submit(message).await }
+            },
+        ))
     }
 }
 

@@ -55,12 +55,66 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), PipelineError>> 
 pub trait Handler: Send + Sync + 'static {
     /// Handles `message`, continuing with `next` or not.
     fn handle(&self, message: Message, next: Next) -> HandlerFuture;
+
+    /// What this handler does with messages from `source`, as far as it knows: how
+    /// [`Pipeline::listen`](super::Pipeline::listen) refuses an event that no join of the pipeline
+    /// expects. The default, [`Route::Unknown`], ends the check (say, a handler that may change
+    /// the source).
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Handler, Route, Transform};
+    ///
+    /// assert_eq!(Transform::erase_content_from(["x"]).route("x"), Route::Unknown);
+    /// ```
+    fn route(&self, source: &str) -> Route {
+        let _ = source;
+        Route::Unknown
+    }
+}
+
+/// What a handler does with messages of a source; from [`Handler::route`].
+///
+/// ```
+/// use event_bus::pipeline::{Condition, Handler, Join, Retry, Route};
+/// use event_bus::store::MemoryStore;
+/// use std::sync::Arc;
+///
+/// assert_eq!(Retry::new().route("a"), Route::Through);
+/// let join = Join::new(Condition::all_of(["a", "b"]), Arc::new(MemoryStore::new()));
+/// assert_eq!(join.route("a"), Route::Expected);
+/// assert!(matches!(join.route("c"), Route::Unexpected(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// Passes them on, source unchanged.
+    Through,
+    /// Expects them (a join that waits for this source).
+    Expected,
+    /// Would keep them forever without effect (a join whose condition does not name the source),
+    /// with why.
+    Unexpected(String),
+    /// Cannot tell.
+    Unknown,
 }
 
 impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         (**self).handle(message, next)
     }
+
+    fn route(&self, source: &str) -> Route {
+        (**self).route(source)
+    }
+}
+
+/// The route of `source` through `chain`: the first handler's answer that is not `Through`.
+pub(crate) fn route_through(chain: &[Arc<dyn Handler>], source: &str) -> Route {
+    chain
+        .iter()
+        .map(|handler| handler.route(source))
+        .find(|route| *route != Route::Through)
+        .unwrap_or(Route::Through)
 }
 
 /// The rest of a pipeline after the current handler. Cheap to clone (a retry calls it again).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::claim::{self, Acquired, Holder, Site};
 use super::effects;
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 use super::quarantine::quarantine;
 use crate::store::IntoStore;
@@ -482,6 +482,10 @@ impl Inner {
 }
 
 impl Handler for Idempotency {
+    fn route(&self, _: &str) -> Route {
+        Route::Through
+    }
+
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.handle(message, next).await })

@@ -17,7 +17,7 @@ use super::dead_letter::{
     DeadLetters, JOIN_EXPIRED, JOIN_UNIT, clear_failed_unit, note_failed_unit,
 };
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 use super::quarantine::quarantine;
 use crate::store::{Batch, IntoStore, Store, now_millis};
@@ -104,6 +104,8 @@ struct Inner {
     expire_after: Option<Duration>,
     remember_joined: Option<Duration>,
     dead_letters: Option<DeadLetters>,
+    /// Sources expected besides those the condition names (the optional parts of a typed join).
+    also_expected: BTreeSet<String>,
     counters: Arc<Counters>,
 }
 
@@ -260,11 +262,21 @@ impl Join {
                 expire_after: None,
                 remember_joined: None,
                 dead_letters: None,
+                also_expected: BTreeSet::new(),
                 counters: Arc::default(),
             }),
         };
         join.set_namespace("join".to_owned());
         join
+    }
+
+    /// Also expects parts from `sources` (which the condition does not name): for optional parts.
+    pub(crate) fn expecting(mut self, sources: Vec<&'static str>) -> Self {
+        let inner = self.inner_mut();
+        inner
+            .also_expected
+            .extend(sources.into_iter().map(str::to_owned));
+        self
     }
 
     /// Settings are changed before the join is shared; on a shared one, copy-on-write.
@@ -894,6 +906,14 @@ impl Inner {
 }
 
 impl Handler for Join {
+    fn route(&self, source: &str) -> Route {
+        if self.inner.condition.names(source) || self.inner.also_expected.contains(source) {
+            Route::Expected
+        } else {
+            Route::Unexpected(format!("the join waits for {}", self.inner.condition))
+        }
+    }
+
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {

@@ -59,6 +59,9 @@ pub trait Joined: Sized + Send + 'static {
     /// The condition of the join: every required part present.
     fn condition() -> Condition;
 
+    /// The sources of every part, required or optional.
+    fn parts() -> Vec<&'static str>;
+
     /// Decodes a joined message's content (`{source: content}`).
     fn decode(joined: &Message) -> Result<Self, PipelineError>;
 }
@@ -189,7 +192,7 @@ impl Join {
     /// # drop(join);
     /// ```
     pub fn of<J: Joined>(store: impl IntoStore) -> Self {
-        Join::new(J::condition(), store)
+        Join::new(J::condition(), store).expecting(J::parts())
     }
 }
 

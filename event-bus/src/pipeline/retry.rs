@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 
 /// How the random part of each delay is drawn.
@@ -226,6 +226,10 @@ impl Retry {
 }
 
 impl Handler for Retry {
+    fn route(&self, _: &str) -> Route {
+        Route::Through
+    }
+
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let policy = *self;
         Box::pin(async move {

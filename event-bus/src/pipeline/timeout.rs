@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 
 /// A handler that gives the rest of the chain at most `limit`. At the deadline the inner future is
@@ -56,6 +56,10 @@ impl Timeout {
 }
 
 impl Handler for Timeout {
+    fn route(&self, _: &str) -> Route {
+        Route::Through
+    }
+
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         let limit = self.limit;
         let inner = next.run(message);

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::chain::Pipeline;
 use super::error::PipelineError;
-use super::handler::{Handler, HandlerFuture, Next};
+use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 use crate::event::Event;
 use crate::registry::Registry;
@@ -24,6 +24,9 @@ impl Pipeline {
     /// A message that fails is a failure of this listener in the dispatch's
     /// [`Report`](crate::Report) (use [`deliver`](crate::Event::deliver) to await it).
     ///
+    /// Fails with [`PipelineError::Config`] when the pipeline's first join does not expect `E`
+    /// (its messages would wait there forever): see [`Handler::route`].
+    ///
     /// ```
     /// use event_bus::prelude::*;
     /// use event_bus::pipeline::{Message, Next, Pipeline, from_fn};
@@ -35,18 +38,19 @@ impl Pipeline {
     /// }
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
     /// let pipeline = Pipeline::builder()
     ///     .then(from_fn(|message: Message, _: Next| async move {
     ///         assert_eq!((message.source(), message.key()), ("payment.confirmed", "7"));
     ///         Ok(())
     ///     }))
     ///     .build();
-    /// pipeline.listen::<PaymentConfirmed>();
+    /// pipeline.listen::<PaymentConfirmed>()?;
     /// assert!(PaymentConfirmed { order: 7 }.deliver().await.is_success());
+    /// # Ok(())
     /// # }
     /// ```
-    pub fn listen<E: Event + Serialize>(&self) -> Subscription<E> {
+    pub fn listen<E: Event + Serialize>(&self) -> Result<Subscription<E>, PipelineError> {
         self.listen_to(E::registry())
     }
 
@@ -61,14 +65,33 @@ impl Pipeline {
     /// struct Ping;
     ///
     /// let registry = Registry::<Ping>::new();
-    /// Pipeline::builder().build().listen_to(&registry);
+    /// Pipeline::builder().build().listen_to(&registry)?;
     /// assert_eq!(registry.len(), 1);
+    /// # Ok::<(), event_bus::pipeline::PipelineError>(())
     /// ```
-    pub fn listen_to<E: Event + Serialize>(&self, registry: &Registry<E>) -> Subscription<E> {
+    pub fn listen_to<E: Event + Serialize>(
+        &self,
+        registry: &Registry<E>,
+    ) -> Result<Subscription<E>, PipelineError> {
+        expects::<E>(self)?;
         let pipeline = self.clone();
-        listen_with(registry, "event_bus::pipeline::Pipeline", move |message| {
-            pipeline.process(message)
-        })
+        Ok(listen_with(
+            registry,
+            "event_bus::pipeline::Pipeline",
+            move |message| pipeline.process(message),
+        ))
+    }
+}
+
+/// `Ok` unless `handler` is known to keep messages of `E` forever (a join that does not expect
+/// them).
+pub(crate) fn expects<E: Event>(handler: &dyn Handler) -> Result<(), PipelineError> {
+    match handler.route(E::NAME) {
+        Route::Unexpected(why) => Err(PipelineError::Config(format!(
+            "messages of `{}` would wait forever in this pipeline: {why}",
+            E::NAME
+        ))),
+        _ => Ok(()),
     }
 }
 

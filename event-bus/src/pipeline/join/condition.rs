@@ -160,6 +160,27 @@ impl Condition {
         wanted.difference(present).cloned().collect()
     }
 
+    /// Whether a part from `source` can make a difference to the condition: it names the source
+    /// (in any of its sets), or is an empty `any_of`, which matches any part.
+    ///
+    /// ```
+    /// use event_bus::pipeline::Condition;
+    ///
+    /// let c = Condition::all_of(["a"]).and(Condition::none_of(["cancelled"]));
+    /// assert!(c.names("a") && c.names("cancelled") && !c.names("b"));
+    /// ```
+    pub fn names(&self, source: &str) -> bool {
+        match self {
+            Condition::AnyOf(sources) if sources.is_empty() => true,
+            Condition::AllOf(sources) | Condition::AnyOf(sources) | Condition::NoneOf(sources) => {
+                sources.contains(source)
+            }
+            Condition::And(a, b) | Condition::Or(a, b) | Condition::Xor(a, b) => {
+                a.names(source) || b.names(source)
+            }
+        }
+    }
+
     fn collect_wanted(&self, wanted: &mut BTreeSet<String>) {
         match self {
             Condition::AllOf(sources) | Condition::AnyOf(sources) => {

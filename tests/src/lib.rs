@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod orders;
+pub mod parts;
 pub mod recorder;
 pub mod stores;
 

@@ -4,26 +4,10 @@
 
 use std::sync::Arc;
 
-use event_bus::pipeline::{Condition, Idempotency, Join, Message, Pipeline, PipelineError};
+use event_bus::pipeline::{Idempotency, Message, Pipeline};
 use event_bus::store::{MemoryStore, Store};
+use event_bus_tests::parts::{feed, join3};
 use event_bus_tests::recorder::Recorder;
-
-fn join3(store: &Arc<dyn Store>) -> Join {
-    Join::new(Condition::all_of(["a", "b", "c"]), Arc::clone(store))
-}
-
-async fn feed(pipeline: &Pipeline, key: &str) -> Result<(), PipelineError> {
-    for source in ["a", "b", "c"] {
-        pipeline
-            .process(Message::new(
-                source,
-                key,
-                format!(r#"{{"from":"{source}"}}"#),
-            ))
-            .await?;
-    }
-    Ok(())
-}
 
 /// Peer parity: joins and idempotency emit debug events for joins, duplicates and late parts.
 #[test]

@@ -13,6 +13,7 @@ use event_bus::pipeline::{
     from_fn, stage,
 };
 use event_bus::store::{Batch, MemoryStore, Store};
+use event_bus_tests::parts::{feed, join3};
 use event_bus_tests::stores;
 
 /// A handler counting its runs, optionally failing the first `failures` of them and pausing.
@@ -39,23 +40,6 @@ fn counter(runs: &Arc<AtomicUsize>, failures: usize, pause: Duration) -> impl Ha
             }
         }
     })
-}
-
-fn join3(store: &Arc<dyn Store>) -> Join {
-    Join::new(Condition::all_of(["a", "b", "c"]), Arc::clone(store))
-}
-
-async fn feed(pipeline: &Pipeline, key: &str) -> Result<(), PipelineError> {
-    for source in ["a", "b", "c"] {
-        pipeline
-            .process(Message::new(
-                source,
-                key,
-                format!(r#"{{"from":"{source}"}}"#),
-            ))
-            .await?;
-    }
-    Ok(())
 }
 
 /// 1. A chain cancelled while it holds a claim releases it: the next delivery runs the handler.

@@ -127,6 +127,10 @@ pub use event_bus_macros::event;
 /// `()` or `Result<(), E>`. Options: `priority = N` (default 0, higher runs first) and
 /// `name = "…"` (default: the function's path).
 ///
+/// The function must be a free function: on a method, or on an associated function inside an
+/// `impl` block, the attribute is a compile error that shows the startup registration to use
+/// instead (`MyEvent::register(Type::function)`).
+///
 /// ```
 /// use event_bus::prelude::*;
 /// use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::dispatch::Dispatch;
 use crate::listener::{AsyncListener, Listener, ListenerBuilder, ListenerOutput};
 use crate::registry::Registry;
+use crate::registry::thread_cache::ThreadCache;
 use crate::report::Report;
 use crate::subscription::Subscription;
 
@@ -80,6 +81,14 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// assert_eq!(Ping::registry().len(), 1);
     /// ```
     fn registry() -> &'static Registry<Self>;
+
+    /// This type's per-thread snapshot cache, written by `#[event]` (a `thread_local!` per type).
+    /// Not for users; `None` dispatches without a cache.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn __thread_cache() -> Option<&'static std::thread::LocalKey<ThreadCache<Self>>> {
+        None
+    }
 
     /// The event's key, from `#[event(key = field)]` (the field's `Display` form); `None` otherwise.
     /// Pipelines use it to group related events (for instance to join them per order).

@@ -186,6 +186,7 @@ pub struct ReadmeDoctests;
 /// Items the macros' generated code names. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::registry::thread_cache::ThreadCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;
 }

@@ -1,10 +1,11 @@
 //! [`Registry`]: one event type's listeners, as a copy-on-write snapshot.
 
 pub(crate) mod snapshot;
+pub(crate) mod thread_cache;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ enum Core<E: 'static> {
 /// The shared state behind a registry.
 pub(crate) struct State<E> {
     current: ArcSwapOption<Snapshot<E>>,
+    /// Incremented after each new snapshot is published: validates the per-thread caches of a
+    /// global registry (see `thread_cache`).
+    generation: AtomicU64,
     /// Serializes changes; holds the next listener id.
     writer: Mutex<u64>,
     /// Set by [`Registry::drain`]: new detached work is refused.
@@ -74,6 +78,7 @@ impl<E: Event> State<E> {
     const fn new() -> Self {
         State {
             current: ArcSwapOption::const_empty(),
+            generation: AtomicU64::new(0),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
             snapshots: Mutex::new(Vec::new()),
@@ -161,7 +166,10 @@ impl<E: Event> State<E> {
         }
         let weak: Weak<dyn Tasks> = Arc::downgrade(&snapshot) as Weak<dyn Tasks>;
         lifecycle::know(weak);
-        self.current.swap(Some(snapshot))
+        let previous = self.current.swap(Some(snapshot));
+        // After the swap: a thread that sees the new generation loads the new snapshot.
+        self.generation.fetch_add(1, Ordering::Release);
+        previous
     }
 }
 
@@ -456,12 +464,38 @@ impl<E: Event> Registry<E> {
     /// ```
     #[inline]
     pub fn trigger(&self, event: E) -> Report {
-        if let Core::Global(_) = self.core {
-            static_listeners::ensure_installed();
+        match &self.core {
+            Core::Global(state) => {
+                static_listeners::ensure_installed();
+                // The thread's cached snapshot, valid while the generation is unchanged: no atomic
+                // read-modify-write and no shared write per dispatch.
+                let generation = state.generation.load(Ordering::Acquire);
+                let mut event = Some(event);
+                if let Some(cache) = E::__thread_cache()
+                    && let Ok(report) = cache.try_with(|cache| match event.take() {
+                        Some(event) => {
+                            cache.trigger(generation, || state.load(), state.scope(), event)
+                        }
+                        None => Report::new(0),
+                    })
+                {
+                    return report;
+                }
+                // No cache (a hand-written `Event` impl) or this thread's cache is gone (a trigger
+                // from a thread-local destructor).
+                match event {
+                    Some(event) => Self::trigger_uncached(state, event),
+                    None => Report::new(0),
+                }
+            }
+            Core::Local(state) => Self::trigger_uncached(state, event),
         }
-        // A guard, not a clone: no shared counter is written, so concurrent triggers of the same
-        // event do not contend.
-        let state = self.state();
+    }
+
+    /// A dispatch over the registry's current snapshot, through an `arc-swap` guard (not a clone:
+    /// no shared counter is written, so concurrent triggers of the same event do not contend).
+    #[inline(always)]
+    fn trigger_uncached(state: &State<E>, event: E) -> Report {
         dispatch::trigger(state.scope(), state.current.load().as_ref(), event)
     }
 

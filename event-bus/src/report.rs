@@ -77,6 +77,8 @@ impl Report {
     }
 
     /// Records a failure and emits it as a `tracing` event.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn record_failure(
         &mut self,
         event: &'static str,

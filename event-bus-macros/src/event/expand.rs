@@ -42,6 +42,17 @@ pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
                 &REGISTRY
             }
 
+            #[inline(always)]
+            fn __thread_cache() -> ::core::option::Option<
+                &'static ::std::thread::LocalKey<#krate::__private::ThreadCache<Self>>,
+            > {
+                ::std::thread_local! {
+                    static CACHE: #krate::__private::ThreadCache<#ident> =
+                        const { #krate::__private::ThreadCache::new() };
+                }
+                ::core::option::Option::Some(&CACHE)
+            }
+
             #key
         }
     }

@@ -26,36 +26,53 @@ pub(crate) fn trigger<E: Event>(
     if snapshot.has_async {
         return trigger_mixed(scope, snapshot, event);
     }
-    let mut report = Report::new(snapshot.entries.len());
-    run_sync_only(&snapshot.entries, &event, &mut report);
+    let mut report = Report::new(snapshot.sync_only.len());
+    run_sync_only(snapshot, &event, &mut report);
     report
 }
 
-/// The hot loop: every entry is synchronous, so each one either succeeds or is recorded as a
-/// failure, and the success count is derived at the end instead of kept in the loop. One
-/// `catch_unwind` covers the whole loop; after a panic it resumes after the entry that panicked.
+/// The hot loop, over the snapshot's array of synchronous callbacks: each one either succeeds or
+/// is recorded as a failure (its name looked up in the entries only then), and the success count
+/// is derived at the end instead of kept in the loop. One `catch_unwind` covers the whole loop;
+/// after a panic it resumes after the listener that panicked.
 #[inline(always)]
-fn run_sync_only<E: Event>(entries: &[Entry<E>], event: &E, report: &mut Report) {
+fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: &E, report: &mut Report) {
+    let listeners = &*snapshot.sync_only;
+    // The index of the next listener to run, kept outside the unwind boundary: after a panic, the
+    // listener before it is the one that panicked.
     let mut next = 0;
-    while next < entries.len() {
+    loop {
         let finished = catch_unwind(AssertUnwindSafe(|| {
-            for (index, entry) in entries.iter().enumerate().skip(next) {
-                next = index + 1;
-                if let Callback::Sync(listener) = &entry.callback
-                    && let Err(error) = listener(event)
-                {
-                    report.record_failure(E::NAME, &entry.name, FailureCause::Error(error));
+            while let Some(listener) = listeners.get(next) {
+                next += 1;
+                if let Err(error) = listener(event) {
+                    fail(
+                        report,
+                        &snapshot.entries,
+                        next - 1,
+                        FailureCause::Error(error),
+                    );
                 }
             }
         }));
-        if let Err(payload) = finished
-            && let Some(entry) = next.checked_sub(1).and_then(|index| entries.get(index))
-        {
-            let cause = FailureCause::Panic(panic_message(payload));
-            report.record_failure(E::NAME, &entry.name, cause);
+        match finished {
+            Ok(()) => break,
+            Err(payload) => {
+                let cause = FailureCause::Panic(panic_message(payload));
+                fail(report, &snapshot.entries, next.wrapping_sub(1), cause);
+            }
         }
     }
-    report.set_succeeded(entries.len() - report.failures().len());
+    report.set_succeeded(listeners.len() - report.failures().len());
+}
+
+/// Records the failure of the listener at `index` (the same position in `entries`).
+#[cold]
+#[inline(never)]
+fn fail<E: Event>(report: &mut Report, entries: &[Entry<E>], index: usize, cause: FailureCause) {
+    if let Some(entry) = entries.get(index) {
+        report.record_failure(E::NAME, &entry.name, cause);
+    }
 }
 
 /// Some entries are async: they need the payload in an `Arc` and a runtime to be spawned on.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::listener::Callback;
+use crate::listener::{Callback, SyncFn};
 
 /// One registered listener.
 pub(crate) struct Entry<E> {
@@ -63,6 +63,10 @@ impl<E> Drop for Running<E> {
 /// Listeners in dispatch order: priority descending, then registration order.
 pub(crate) struct Snapshot<E> {
     pub(crate) entries: Box<[Entry<E>]>,
+    /// When every entry is synchronous, their callbacks in the same order: the array `trigger`'s
+    /// hot loop walks (two words per listener; names and priorities stay in `entries`, read only
+    /// on a failure). Empty when some entry is async.
+    pub(crate) sync_only: Box<[Arc<SyncFn<E>>]>,
     /// Whether any entry is async (the synchronous path then needs the payload in an `Arc`).
     pub(crate) has_async: bool,
 }
@@ -70,8 +74,16 @@ pub(crate) struct Snapshot<E> {
 impl<E: 'static> Snapshot<E> {
     pub(crate) fn new(entries: Vec<Entry<E>>) -> Self {
         let has_async = entries.iter().any(|entry| entry.callback.is_async());
+        let sync_only = entries
+            .iter()
+            .filter_map(|entry| match &entry.callback {
+                Callback::Sync(listener) if !has_async => Some(Arc::clone(listener)),
+                _ => None,
+            })
+            .collect();
         Snapshot {
             entries: entries.into_boxed_slice(),
+            sync_only,
             has_async,
         }
     }

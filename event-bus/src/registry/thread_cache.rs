@@ -1,0 +1,127 @@
+//! A per-thread copy of a global registry's snapshot, so that `trigger` on the hot path costs no
+//! atomic read-modify-write and writes no shared memory.
+//!
+//! `#[event]` gives each event type a `thread_local!` [`ThreadCache`] (through
+//! `Event::__thread_cache`). The cache holds the snapshot this thread last dispatched and the
+//! registry's *generation* at the time it was loaded; every change to the registry publishes a new
+//! snapshot and then increments the generation (`Release`). A trigger reads the generation
+//! (`Acquire`, a plain load that stays in the reader's cache until the next change) and dispatches
+//! the cached snapshot when it matches, or loads the current snapshot first when it does not. So a
+//! dispatch that starts after a change *happened before it* (an `unsubscribe` that returned, on
+//! this thread or on one that synchronized with this one) sees the change, exactly as without the
+//! cache.
+//!
+//! Reentrancy: a listener may trigger the same event on the same thread. The outer dispatch holds a
+//! shared borrow of the cache; a nested trigger borrows it again when it is current, and otherwise
+//! (it cannot replace the snapshot the outer dispatch walks) dispatches from the registry's current
+//! snapshot without caching it.
+//!
+//! # How long a removed listener lives on
+//!
+//! A cached snapshot keeps its listeners (and what their closures captured) alive. After a
+//! listener is removed, each thread that cached a snapshot holding it lets go of that snapshot on
+//! its next trigger of the same event type, or when the thread exits. So the bound is: at most one
+//! stale snapshot per (thread, event type), never more, released at that thread's next dispatch of
+//! the type or its exit. A thread that never triggers the type again (an idle pool thread) keeps
+//! the captures until it exits: a resource whose release must not wait (a connection, a file to
+//! flush) should be closed explicitly, not by the listener's `Drop`. Registries made with
+//! `Registry::new()` have no thread cache: their captures go with the last dispatch that loaded
+//! them.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::snapshot::Snapshot;
+use crate::dispatch;
+use crate::event::Event;
+use crate::lifecycle::Scope;
+use crate::report::Report;
+
+/// What one thread remembers of one global registry.
+struct Cached<E> {
+    /// The registry's generation when `snapshot` was loaded (loaded before it).
+    generation: u64,
+    snapshot: Option<Arc<Snapshot<E>>>,
+}
+
+/// One event type's per-thread snapshot cache. Written by `#[event]`; not for users.
+#[doc(hidden)]
+pub struct ThreadCache<E> {
+    slot: RefCell<Option<Cached<E>>>,
+}
+
+impl<E> ThreadCache<E> {
+    /// An empty cache, for a `thread_local!` with a `const` initializer.
+    #[doc(hidden)]
+    pub const fn new() -> Self {
+        ThreadCache {
+            slot: RefCell::new(None),
+        }
+    }
+}
+
+impl<E> Default for ThreadCache<E> {
+    fn default() -> Self {
+        ThreadCache::new()
+    }
+}
+
+impl<E: Event> ThreadCache<E> {
+    /// Triggers `event` over the current snapshot: the cached one when `generation` (read by the
+    /// caller before anything else) still matches, else one freshly loaded by `load`.
+    #[inline(always)]
+    pub(crate) fn trigger(
+        &self,
+        generation: u64,
+        load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
+        scope: Scope<'_>,
+        event: E,
+    ) -> Report {
+        if let Ok(slot) = self.slot.try_borrow()
+            && let Some(cached) = &*slot
+            && cached.generation == generation
+        {
+            return dispatch::trigger(scope, cached.snapshot.as_ref(), event);
+        }
+        let snapshot = self.refresh(generation, load);
+        dispatch::trigger(scope, snapshot.as_ref(), event)
+    }
+
+    /// Loads the current snapshot and caches it, unless a dispatch further up this thread's
+    /// stack is walking the cached one (a listener triggering its own event): then it is only
+    /// returned.
+    #[cold]
+    #[inline(never)]
+    fn refresh(
+        &self,
+        generation: u64,
+        load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
+    ) -> Option<Arc<Snapshot<E>>> {
+        let snapshot = load();
+        let Ok(mut slot) = self.slot.try_borrow_mut() else {
+            return snapshot;
+        };
+        let stale = slot.replace(Cached {
+            generation,
+            snapshot: snapshot.clone(),
+        });
+        drop(slot);
+        // The stale snapshot may hold the last reference to a removed listener, whose captures'
+        // `Drop` may use this registry: dropped with no borrow held.
+        drop(stale);
+        snapshot
+    }
+}
+
+impl<E> std::fmt::Debug for ThreadCache<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let generation = self
+            .slot
+            .try_borrow()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|cached| cached.generation));
+        f.debug_struct("ThreadCache")
+            .field("generation", &generation)
+            .finish()
+    }
+}

@@ -69,6 +69,23 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// ```
     const NAME: &'static str;
 
+    /// The payload's schema version: `#[event(version = N)]`, 1 by default. Carried with the
+    /// event where it leaves the process (the CloudEvents `eventversion` extension) and checked
+    /// where it is read back, so a program never silently decodes a version it does not know.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// struct First;
+    /// #[event(name = "com.example.order.placed", version = 2)]
+    /// struct Placed;
+    ///
+    /// assert_eq!(First::VERSION, 1);
+    /// assert_eq!(Placed::VERSION, 2);
+    /// ```
+    const VERSION: u32 = 1;
+
     /// The event type's global registry (one `static` per type, written by `#[event]`).
     ///
     /// ```

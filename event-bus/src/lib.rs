@@ -59,6 +59,15 @@
 //! list as it was when it started, and no lock is held while a listener runs, so a listener may
 //! itself trigger events and (un)register listeners; changes apply from the next dispatch.
 //!
+//! `trigger` on an event's global registry reads a copy of the listener list cached by the
+//! calling thread, checked against a generation counter that every change increments, so the hot
+//! path writes no shared memory. A change is seen by every dispatch that starts after it returned
+//! (on its thread, or on any thread that synchronized with it). A removed listener's closure, and
+//! what it captured, is dropped once no dispatch uses it and every thread that cached it has
+//! triggered that event type again or exited: an idle thread keeps at most one stale list per event
+//! type. Release resources whose timing matters explicitly rather than in the listener's `Drop`.
+//! Registries made with [`Registry::new`] are not cached per thread.
+//!
 //! # `#[listener]` functions
 //!
 //! [`#[listener]`](macro@listener) registers a free `fn` or `async fn` in the global registry of its
@@ -71,6 +80,8 @@
 // Lets the code `#[event]` generates (which names `::event_bus`) compile inside this crate's tests.
 extern crate self as event_bus;
 
+#[cfg(feature = "cloudevents")]
+pub mod cloudevents;
 mod dispatch;
 mod event;
 mod lifecycle;

@@ -99,7 +99,9 @@ pub use filter::Filter;
 pub use handler::{FnHandler, Handler, HandlerFuture, Next, Route, from_fn};
 pub use idempotency::{Conflict, Idempotency, IdempotencyStats, OnDuplicate};
 pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join, JoinStats, PendingJoin, Swept};
-pub use joined::{__entries, Erased, JoinPart, Joined, JoinedHandler, handle_joined};
+pub use joined::{
+    __entries, Erased, JoinPart, Joined, JoinedHandler, handle_joined, handle_joined_with,
+};
 pub use message::Message;
 pub use quarantine::{Quarantine, Quarantined};
 pub use retry::{Jitter, Retry};

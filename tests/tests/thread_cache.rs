@@ -16,7 +16,7 @@ use event_bus_tests::within;
 const LIMIT: Duration = Duration::from_secs(20);
 
 #[event]
-struct Seen(u32);
+struct Seen(#[allow(dead_code)] u32);
 
 #[test]
 fn a_change_on_one_thread_is_seen_by_the_next_dispatch_on_another() {
@@ -40,11 +40,23 @@ fn a_change_on_one_thread_is_seen_by_the_next_dispatch_on_another() {
             });
             // Registered here, dispatched there: the worker's cached snapshot is stale.
             to_worker.send(None).unwrap();
-            assert_eq!(done.recv().unwrap(), 1, "round {round}: the new listener is seen");
+            assert_eq!(
+                done.recv().unwrap(),
+                1,
+                "round {round}: the new listener is seen"
+            );
             // Removed there: the next dispatch here must not run it.
             to_worker.send(Some(subscription)).unwrap();
-            assert_eq!(done.recv().unwrap(), 0, "round {round}: removed on the worker");
-            assert_eq!(Seen(0).trigger().listeners(), 0, "round {round}: removed here too");
+            assert_eq!(
+                done.recv().unwrap(),
+                0,
+                "round {round}: removed on the worker"
+            );
+            assert_eq!(
+                Seen(0).trigger().listeners(),
+                0,
+                "round {round}: removed here too"
+            );
         }
         drop(to_worker);
         worker.join().unwrap();
@@ -78,16 +90,24 @@ fn a_nested_dispatch_sees_a_listener_its_outer_listener_registered() {
         })
         .guard();
         let outer = Nested(1).trigger();
-        assert_eq!(outer.listeners(), 1, "the outer dispatch keeps its snapshot");
+        assert_eq!(
+            outer.listeners(),
+            1,
+            "the outer dispatch keeps its snapshot"
+        );
         assert!(outer.is_success(), "{outer:?}");
         assert_eq!(inner_runs.load(Ordering::Relaxed), 1);
-        assert_eq!(Nested(0).trigger().listeners(), 2, "and now the cache has it");
+        assert_eq!(
+            Nested(0).trigger().listeners(),
+            2,
+            "and now the cache has it"
+        );
         drop(registered.lock().unwrap().take());
     });
 }
 
 #[event]
-struct Held(u32);
+struct Held(#[allow(dead_code)] u32);
 
 /// Counts its drops.
 struct Capture(Arc<AtomicUsize>);
@@ -119,12 +139,24 @@ fn a_removed_listener_is_released_when_each_caching_thread_triggers_again_or_exi
         ready.recv().unwrap();
         assert_eq!(Held(0).trigger().listeners(), 1); // this thread caches it too
         assert!(subscription.unsubscribe());
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "two threads still cache it");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "two threads still cache it"
+        );
         assert_eq!(Held(0).trigger().listeners(), 0);
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "the idle thread still caches it");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "the idle thread still caches it"
+        );
         to_idle.send(()).unwrap();
         ready.recv().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "released by its next trigger");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "released by its next trigger"
+        );
         to_idle.send(()).unwrap();
         idle.join().unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped exactly once");
@@ -145,15 +177,23 @@ fn a_removed_listener_is_released_when_each_caching_thread_triggers_again_or_exi
         ready.recv().unwrap();
         assert!(subscription.unsubscribe());
         assert_eq!(Held(0).trigger().listeners(), 0);
-        assert_eq!(drops.load(Ordering::SeqCst), 0, "the other thread caches it");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "the other thread caches it"
+        );
         removed.send(()).unwrap();
         exiting.join().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "released when that thread exited");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "released when that thread exited"
+        );
     });
 }
 
 #[event]
-struct AtExit(u32);
+struct AtExit(#[allow(dead_code)] u32);
 
 thread_local! {
     static TRIGGER_ON_EXIT: TriggerOnDrop = const { TriggerOnDrop };
@@ -198,7 +238,7 @@ fn a_trigger_from_a_thread_local_destructor_runs_every_listener() {
 }
 
 #[event]
-struct Hammered(u32);
+struct Hammered(#[allow(dead_code)] u32);
 
 thread_local! {
     /// The last round whose removal this thread had seen when its current dispatch started.
@@ -243,6 +283,10 @@ fn dispatches_racing_changes_never_run_a_listener_removed_before_they_started() 
         stop.store(true, Ordering::Release);
         let dispatched: u64 = triggers.into_iter().map(|t| t.join().unwrap()).sum();
         assert!(dispatched > 0);
-        assert_eq!(violations.load(Ordering::Relaxed), 0, "a removed listener ran");
+        assert_eq!(
+            violations.load(Ordering::Relaxed),
+            0,
+            "a removed listener ran"
+        );
     });
 }

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use event_bus::pipeline::{Erased, Join, Joined, Message, Pipeline, Transform, handle_joined};
+use event_bus::pipeline::{
+    Erased, Join, Joined, Message, Pipeline, Transform, handle_joined, handle_joined_with,
+};
 use event_bus::prelude::*;
 use event_bus::store::MemoryStore;
 use serde::{Deserialize, Serialize};
@@ -113,6 +115,52 @@ async fn content_that_does_not_decode_is_a_typed_error() {
     );
     let error = pipeline.process(broken).await.unwrap_err();
     assert!(error.to_string().contains("payment.confirmed"), "{error}");
+}
+
+#[tokio::test]
+async fn a_handler_may_take_the_joined_message_next_to_its_input() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .then(Transform::erase::<OrderRequested>())
+        .then(Join::of::<Ready>(Arc::new(MemoryStore::new())))
+        .then(handle_joined_with(
+            move |ready: Ready, message: &Message| {
+                let trace = message.metadata().get("trace").cloned();
+                sink.lock().unwrap().push((
+                    message.key().to_owned(),
+                    ready.payment.cents,
+                    trace,
+                    message.id().is_empty(),
+                ));
+                async { Ok(()) }
+            },
+        ))
+        .build();
+    let order = OrderRequested {
+        order: 9,
+        notes: String::new(),
+    };
+    let payment = PaymentConfirmed {
+        order: 9,
+        cents: 90,
+    };
+    pipeline
+        .process(
+            Message::from_event(&order)
+                .unwrap()
+                .with_metadata("trace", "t-9"),
+        )
+        .await
+        .unwrap();
+    pipeline
+        .process(Message::from_event(&payment).unwrap())
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (key, cents, _, empty_id) = &seen[0];
+    assert_eq!((key.as_str(), *cents, *empty_id), ("9", 90, false));
 }
 
 #[event(name = "newsletter.sent")]

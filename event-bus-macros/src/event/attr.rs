@@ -11,6 +11,8 @@ pub(crate) struct Options {
     pub(crate) key: Option<Key>,
     /// `crate = path`: where `event_bus` is, for a renamed or re-exported dependency.
     pub(crate) krate: Option<syn::Path>,
+    /// `version = N`: the payload's schema version (1 when absent).
+    pub(crate) version: Option<syn::LitInt>,
 }
 
 /// `key = field`, with the span of the `key` keyword for errors about the option as a whole.
@@ -19,8 +21,8 @@ pub(crate) struct Key {
     pub(crate) member: Member,
 }
 
-const VALID: &str =
-    "valid options are `name = \"...\"`, `key = field` and `crate = path::to::event_bus`";
+const VALID: &str = "valid options are `name = \"...\"`, `key = field`, `version = N` and \
+                     `crate = path::to::event_bus`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     let mut options = Options::default();
@@ -43,6 +45,27 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
                 )
             })?;
             options.key = Some(Key { keyword, member });
+            Ok(())
+        } else if meta.path.is_ident("version") {
+            if options.version.is_some() {
+                return Err(meta.error("duplicate #[event] option `version`; give it once"));
+            }
+            let version: syn::LitInt = meta.value()?.parse().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    "expected a number after `version =`, e.g. `version = 2`",
+                )
+            })?;
+            match version.base10_parse::<u32>() {
+                Ok(n) if n >= 1 => {}
+                _ => {
+                    return Err(syn::Error::new(
+                        version.span(),
+                        "an event version is a whole number from 1 (the default) up",
+                    ));
+                }
+            }
+            options.version = Some(version);
             Ok(())
         } else if meta.path.is_ident("crate") {
             if options.krate.is_some() {

@@ -29,12 +29,17 @@ pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
             }
         }
     });
+    let version = options.version.as_ref().map(|version| {
+        let value: u32 = version.base10_parse().unwrap_or(1);
+        quote_spanned! {version.span()=> const VERSION: u32 = #value; }
+    });
     // The impl is spanned at the type name, so a payload that is not `Send + Sync + 'static` is
     // reported there.
     quote_spanned! {ident.span()=>
         #[automatically_derived]
         impl #krate::Event for #ident {
             const NAME: &'static str = #name;
+            #version
 
             #[inline]
             fn registry() -> &'static #krate::Registry<Self> {

@@ -222,12 +222,50 @@ where
     F: Fn(J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
 {
+    handle_joined_with(move |input: J, _: &Message| f(input))
+}
+
+/// Like [`handle_joined`], with the joined message next to the typed input: its key (the join
+/// key), id and metadata. `f` runs synchronously with the borrowed message; take what the returned
+/// future needs before it.
+///
+/// ```
+/// use event_bus::prelude::*;
+/// use event_bus::pipeline::{Joined, Message, handle_joined_with};
+///
+/// #[event(name = "shop.paid")]
+/// #[derive(serde::Deserialize)]
+/// struct Paid { cents: u64 }
+///
+/// #[derive(Joined)]
+/// struct Ready { paid: Paid }
+///
+/// let handler = handle_joined_with(|ready: Ready, message: &Message| {
+///     let (order, id) = (message.key().to_owned(), message.id().to_owned());
+///     async move {
+///         println!("order {order} (message {id}): {} cents", ready.paid.cents);
+///         Ok(())
+///     }
+/// });
+/// # drop(handler);
+/// ```
+pub fn handle_joined_with<J, F, Fut>(f: F) -> JoinedHandler<J>
+where
+    J: Joined,
+    F: Fn(J, &Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), PipelineError>> + Send + 'static,
+{
     JoinedHandler {
-        f: Arc::new(move |input: J| Box::pin(f(input)) as HandlerFuture),
+        f: Arc::new(move |input: J, message: &Message| {
+            Box::pin(f(input, message)) as HandlerFuture
+        }),
     }
 }
 
-/// A handler from [`handle_joined`].
+/// What a [`JoinedHandler`] calls: the user's function, its future boxed.
+type JoinedFn<J> = dyn Fn(J, &Message) -> HandlerFuture + Send + Sync;
+
+/// A handler from [`handle_joined`] or [`handle_joined_with`].
 ///
 /// ```
 /// use event_bus::prelude::*;
@@ -246,7 +284,7 @@ where
 /// # drop(handler());
 /// ```
 pub struct JoinedHandler<J> {
-    f: Arc<dyn Fn(J) -> HandlerFuture + Send + Sync>,
+    f: Arc<JoinedFn<J>>,
 }
 
 impl<J> fmt::Debug for JoinedHandler<J> {
@@ -263,7 +301,7 @@ impl<J: Joined> Handler for JoinedHandler<J> {
             Ok(input) => input,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let work = (self.f)(input);
+        let work = (self.f)(input, &message);
         Box::pin(async move {
             work.await?;
             next.run(message).await

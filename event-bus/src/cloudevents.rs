@@ -9,6 +9,9 @@
 //! - The HTTP binding on the `http` crate's types: [`write`], [`write_batch`] and [`read`], in
 //!   binary, structured and batch modes, with header values percent-encoded as the binding says.
 //!
+//! - [`Receiver`]: an axum router that takes CloudEvents over HTTP into registries (awaited),
+//!   pipelines or durable inboxes, with the answers senders expect (2xx, 400, 413, 415, 429, 5xx).
+//!
 //! Everything that comes from outside is checked and every problem is a typed
 //! [`CloudEventError`] that knows the HTTP status a receiver should answer with: never a panic.
 //!
@@ -38,9 +41,11 @@ mod binding;
 mod error;
 mod event;
 mod mapping;
+mod receiver;
 mod time;
 
 pub use binding::{BATCH, Mode, Received, STRUCTURED, read, write, write_batch};
 pub use error::CloudEventError;
 pub use event::{CloudEvent, Extension, SPEC_VERSION};
 pub use mapping::{EVENT_VERSION, PARTITION_KEY};
+pub use receiver::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, Receiver, UnknownType};

@@ -1,0 +1,401 @@
+//! [`Receiver`]: an axum `Router` that takes CloudEvents over HTTP and delivers them, typed, into
+//! registries, pipelines or durable inboxes, answering as Knative and other senders expect.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::binding::read;
+use super::event::CloudEvent;
+use crate::event::Event;
+use crate::pipeline::{Durable, Pipeline};
+
+/// The default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// The default bound on requests processed at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// What happened to one event: `Ok` once processed (or durably stored), else the status to
+/// answer and why.
+type Outcome = Result<(), (StatusCode, String)>;
+type Delivery =
+    Arc<dyn Fn(CloudEvent) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// What a [`Receiver`] does with an event whose `type` has no route.
+///
+/// ```
+/// use event_bus::cloudevents::{Receiver, UnknownType};
+///
+/// let receiver = Receiver::new().unknown_types(UnknownType::Ignore);
+/// # drop(receiver);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownType {
+    /// Answer 400 with the type in the reason (the default: a sender that routes events to the
+    /// wrong service hears about it).
+    #[default]
+    Reject,
+    /// Answer 2xx and drop the event (for a receiver subscribed to more types than it handles).
+    Ignore,
+}
+
+/// An HTTP endpoint for CloudEvents, as an axum [`Router`] to mount in an application or serve
+/// alone.
+///
+/// Each `route` names an event type and where its events go: the type's registry (awaited, so the
+/// answer reflects what the listeners did), a [`Pipeline`], or a [`Durable`] inbox (answered once
+/// the event is stored; processed right after, and by `recover` after a crash). Binary,
+/// structured and batch content modes are read (see [`read`]).
+///
+/// Answers: **200** once every event of the request is processed or durably stored; **400** with
+/// a reason for a malformed event, a missing attribute, data that does not decode into the route's
+/// type, a version this program does not read, or an unknown `type` (unless
+/// [`UnknownType::Ignore`]); **413** over the body limit (1 MiB by default); **415** for a body
+/// that is not a CloudEvent; **500** when a listener or the pipeline failed (so the sender
+/// retries); **503** when a retryable pipeline error says to try again; **429** with `Retry-After`
+/// when more than [`max_in_flight`](Receiver::max_in_flight) requests are being processed. A batch
+/// is answered with the first failure, after every event before it was processed. No input makes
+/// it panic; a panicking listener is a failure like any other.
+///
+/// Processing runs in its own task: a sender that disconnects does not cut it short.
+///
+/// ```
+/// use event_bus::prelude::*;
+/// use event_bus::cloudevents::Receiver;
+///
+/// #[event(name = "com.example.user.created")]
+/// #[derive(serde::Deserialize)]
+/// struct UserCreated {
+///     email: String,
+/// }
+///
+/// UserCreated::register(|user: &UserCreated| println!("welcome {}", user.email));
+/// let app: axum::Router = Receiver::new().route::<UserCreated>().into_router();
+/// // axum::serve(listener, app).await  — or nest it: Router::new().nest("/events", app)
+/// # drop(app);
+/// ```
+pub struct Receiver {
+    routes: HashMap<String, Delivery>,
+    unknown: UnknownType,
+    body_limit: usize,
+    max_in_flight: usize,
+    retry_after: Duration,
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut types: Vec<&String> = self.routes.keys().collect();
+        types.sort();
+        f.debug_struct("Receiver")
+            .field("types", &types)
+            .field("unknown", &self.unknown)
+            .field("body_limit", &self.body_limit)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver::new()
+    }
+}
+
+impl Receiver {
+    /// A receiver with no routes, a 1 MiB body limit, 1,024 requests in flight and unknown types
+    /// rejected.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// let app = Receiver::new().body_limit(64 * 1024).max_in_flight(100).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn new() -> Self {
+        Receiver {
+            routes: HashMap::new(),
+            unknown: UnknownType::Reject,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+
+    /// Delivers events of type `E::NAME` into `E`'s global registry, awaited: 200 when every
+    /// listener succeeded, 500 naming the failed ones otherwise.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// #[event(name = "ping")]
+    /// #[derive(serde::Deserialize)]
+    /// struct Ping;
+    ///
+    /// let app = Receiver::new().route::<Ping>().into_router();
+    /// # drop(app);
+    /// ```
+    pub fn route<E: Event + DeserializeOwned>(mut self) -> Self {
+        let delivery: Delivery = Arc::new(|cloud: CloudEvent| {
+            Box::pin(async move {
+                let event = cloud.decode::<E>().map_err(rejected)?;
+                let report = event.deliver().await;
+                if report.is_success() {
+                    Ok(())
+                } else {
+                    Err((StatusCode::INTERNAL_SERVER_ERROR, report.to_string()))
+                }
+            })
+        });
+        self.routes.insert(E::NAME.to_owned(), delivery);
+        self
+    }
+
+    /// Processes events of type `E::NAME` through `pipeline` as messages (key = `partitionkey`,
+    /// content = data, id = the event id): 200 once it returns `Ok`, 503 for a retryable error,
+    /// 500 for a permanent one. The data is checked to decode into `E` first (400 if not).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::cloudevents::Receiver;
+    /// use event_bus::pipeline::Pipeline;
+    ///
+    /// #[event(name = "order.requested")]
+    /// #[derive(serde::Deserialize)]
+    /// struct OrderRequested;
+    ///
+    /// let app = Receiver::new().pipeline::<OrderRequested>(Pipeline::builder().build()).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn pipeline<E: Event + DeserializeOwned>(mut self, pipeline: Pipeline) -> Self {
+        let delivery: Delivery = Arc::new(move |cloud: CloudEvent| {
+            let pipeline = pipeline.clone();
+            Box::pin(async move {
+                cloud.decode::<E>().map_err(rejected)?;
+                pipeline.process(cloud.into_message()).await.map_err(failed)
+            })
+        });
+        self.routes.insert(E::NAME.to_owned(), delivery);
+        self
+    }
+
+    /// Stores events of type `E::NAME` in `durable`'s inbox and answers 200 as soon as they are
+    /// stored; each is then processed in the background (and by [`Durable::recover`] if the
+    /// program dies first). 503 when the store cannot take it.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::cloudevents::Receiver;
+    /// use event_bus::pipeline::{Durable, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event(name = "order.requested")]
+    /// #[derive(serde::Deserialize)]
+    /// struct OrderRequested;
+    ///
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// let app = Receiver::new().durable::<OrderRequested>(durable).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn durable<E: Event + DeserializeOwned>(mut self, durable: Durable) -> Self {
+        let delivery: Delivery = Arc::new(move |cloud: CloudEvent| {
+            let durable = durable.clone();
+            Box::pin(async move {
+                cloud.decode::<E>().map_err(rejected)?;
+                let accepted = durable
+                    .accept(cloud.into_message())
+                    .await
+                    .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
+                // Stored: the answer no longer depends on processing. A failure stays in the
+                // inbox for `recover`.
+                tokio::spawn(async move {
+                    if let Err(error) = accepted.process().await {
+                        tracing::warn!(%error, "a received event failed; it stays in the inbox");
+                    }
+                });
+                Ok(())
+            })
+        });
+        self.routes.insert(E::NAME.to_owned(), delivery);
+        self
+    }
+
+    /// What to do with an event whose type has no route ([`UnknownType::Reject`] by default).
+    ///
+    /// ```
+    /// use event_bus::cloudevents::{Receiver, UnknownType};
+    ///
+    /// let app = Receiver::new().unknown_types(UnknownType::Ignore).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn unknown_types(mut self, unknown: UnknownType) -> Self {
+        self.unknown = unknown;
+        self
+    }
+
+    /// The largest body accepted, in bytes (413 above it); 1 MiB by default.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// let app = Receiver::new().body_limit(16 * 1024).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How many requests are processed at once; more are answered 429 with `Retry-After`.
+    /// At least 1; 1,024 by default.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// let app = Receiver::new().max_in_flight(8).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// The `Retry-After` a 429 carries (rounded up to whole seconds, at least 1); 1 s by default.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    /// use std::time::Duration;
+    ///
+    /// let app = Receiver::new().retry_after(Duration::from_secs(5)).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    /// The router: `POST /` takes events. Mount it with `Router::nest` or serve it with
+    /// `axum::serve`.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// let app = axum::Router::new().nest("/events", Receiver::new().into_router());
+    /// # drop(app);
+    /// ```
+    pub fn into_router(self) -> Router {
+        let seconds = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        let shared = Arc::new(Shared {
+            permits: Arc::new(Semaphore::new(self.max_in_flight)),
+            retry_after: HeaderValue::from(seconds.max(1)),
+            receiver: self,
+        });
+        Router::new()
+            .route("/", axum::routing::post(receive))
+            .with_state(shared)
+    }
+}
+
+struct Shared {
+    receiver: Receiver,
+    permits: Arc<Semaphore>,
+    retry_after: HeaderValue,
+}
+
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many events in flight; retry later",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, shared.retry_after.clone());
+        return response;
+    };
+    let limit = shared.receiver.body_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large(limit);
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return too_large(limit),
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let events = match read(&headers, &bytes) {
+        Ok(received) => received.into_events(),
+        Err(error) => return (error.status(), error.to_string()).into_response(),
+    };
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        match shared.receiver.routes.get(event.event_type()) {
+            Some(delivery) => deliveries.push((Arc::clone(delivery), event)),
+            None if shared.receiver.unknown == UnknownType::Ignore => {}
+            None => {
+                let reason = format!("no route for event type `{}`", event.event_type());
+                return (StatusCode::BAD_REQUEST, reason).into_response();
+            }
+        }
+    }
+    // In its own task: a sender that goes away does not cancel processing half-way, and a panic
+    // becomes a 500.
+    let processing = tokio::spawn(async move {
+        let _permit = permit;
+        for (delivery, event) in deliveries {
+            delivery(event).await?;
+        }
+        Ok::<(), (StatusCode, String)>(())
+    });
+    match processing.await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err((status, reason))) => (status, reason).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "processing panicked").into_response(),
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than the limit of {limit} bytes"),
+    )
+        .into_response()
+}
+
+/// A typed decoding failure: the sender's input.
+fn rejected(error: super::error::CloudEventError) -> (StatusCode, String) {
+    (error.status(), error.to_string())
+}
+
+/// A pipeline failure: retryable ones ask the sender to come back.
+fn failed(error: crate::pipeline::PipelineError) -> (StatusCode, String) {
+    let status = if error.is_retryable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (status, error.to_string())
+}

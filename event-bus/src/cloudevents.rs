@@ -11,6 +11,9 @@
 //!
 //! - [`Receiver`]: an axum router that takes CloudEvents over HTTP into registries (awaited),
 //!   pipelines or durable inboxes, with the answers senders expect (2xx, 400, 413, 415, 429, 5xx).
+//! - [`Sender`]: sends typed events (`Ack` / `Nack` / `Undelivered`) with retries and backoff,
+//!   typed request-response ([`Sender::request`]), one-line forwarding ([`Sender::forward`]) and a
+//!   pipeline handler for durable forwarding ([`forwarding`]).
 //!
 //! Everything that comes from outside is checked and every problem is a typed
 //! [`CloudEventError`] that knows the HTTP status a receiver should answer with: never a panic.
@@ -42,6 +45,7 @@ mod error;
 mod event;
 mod mapping;
 mod receiver;
+mod sender;
 mod time;
 
 pub use binding::{BATCH, Mode, Received, STRUCTURED, read, write, write_batch};
@@ -49,3 +53,4 @@ pub use error::CloudEventError;
 pub use event::{CloudEvent, Extension, SPEC_VERSION};
 pub use mapping::{EVENT_VERSION, PARTITION_KEY};
 pub use receiver::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, Receiver, UnknownType};
+pub use sender::{Forwarding, Outcome, SendError, Sender, forwarding};

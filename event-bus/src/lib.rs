@@ -63,9 +63,10 @@
 //! calling thread, checked against a generation counter that every change increments, so the hot
 //! path writes no shared memory. A change is seen by every dispatch that starts after it returned
 //! (on its thread, or on any thread that synchronized with it). A removed listener's closure, and
-//! what it captured, is dropped once no dispatch uses it and every thread that cached it has
-//! triggered that event type again or exited: an idle thread keeps at most one stale list per event
-//! type. Release resources whose timing matters explicitly rather than in the listener's `Drop`.
+//! what it captured, is dropped once no dispatch uses it (a dispatch includes the async listener
+//! tasks it started, which hold its list until they end) and every thread that cached it has
+//! triggered that event type again, outside any dispatch of it, or exited: an idle thread keeps at
+//! most one stale list per event type. Release resources whose timing matters explicitly rather than in the listener's `Drop`.
 //! Registries made with [`Registry::new`] are not cached per thread.
 //!
 //! # `#[listener]` functions

@@ -24,7 +24,10 @@ impl<E: Event> Once<E> {
     /// Remembers how to remove the listener (right after registering it).
     pub(crate) fn registered(&self, subscription: &Subscription<E>) {
         let _ = self.subscription.set(subscription.duplicate());
-        // It may have run and succeeded before the subscription was known.
+        // It may have run and succeeded before the subscription was known. Store-then-load on
+        // both sides (here the subscription then the state, in `finish` the state then the
+        // subscription): sequentially consistent fences make at least one side see the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.state.load(Ordering::Acquire) == DONE {
             self.remove();
         }
@@ -60,6 +63,7 @@ impl<E: Event> Run<E> {
         self.finished = true;
         if succeeded {
             self.once.state.store(DONE, Ordering::Release);
+            std::sync::atomic::fence(Ordering::SeqCst); // pairs with the one in `registered`
             self.once.remove();
         } else {
             self.once.state.store(IDLE, Ordering::Release);

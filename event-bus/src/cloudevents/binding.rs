@@ -2,6 +2,10 @@
 //! headers, the data as the body), structured mode (`application/cloudevents+json`) and batch
 //! mode (`application/cloudevents-batch+json`).
 //!
+//! In binary mode an empty body reads as an event without data (the mode cannot tell the two
+//! apart), and a `datacontenttype` naming a CloudEvents media type is refused (the receiver would
+//! read the body as a structured event): send those in structured mode.
+//!
 //! Header values are percent-encoded as the binding requires (section 3.1.3.2): a space, `"`, `%`
 //! and every byte outside printable ASCII, after UTF-8 encoding; and decoded on the way in, where
 //! invalid UTF-8 is a typed error.
@@ -113,9 +117,23 @@ pub fn write(
                 headers.insert(header, encode_header_value(name, &value)?);
             }
             if let Some(content_type) = event.datacontenttype() {
-                let value = HeaderValue::from_str(content_type).map_err(|_| {
-                    CloudEventError::invalid("datacontenttype", "not a valid Content-Type value")
-                })?;
+                let essence = content_type.trim_start().to_ascii_lowercase();
+                if essence.starts_with("application/cloudevents") {
+                    // The receiver would read the body as a structured event or a batch.
+                    return Err(CloudEventError::invalid(
+                        "datacontenttype",
+                        "a CloudEvents media type cannot be the data's type in binary mode; use structured mode",
+                    ));
+                }
+                let value = HeaderValue::from_str(content_type)
+                    .ok()
+                    .filter(|value| value.to_str().is_ok())
+                    .ok_or_else(|| {
+                        CloudEventError::invalid(
+                            "datacontenttype",
+                            "a Content-Type header value is visible ASCII",
+                        )
+                    })?;
                 headers.insert(CONTENT_TYPE, value);
             }
             Ok(event.data().map(<[u8]>::to_vec).unwrap_or_default())
@@ -225,7 +243,8 @@ fn read_binary(
             return Err(CloudEventError::MissingAttribute(required));
         }
     }
-    let data = (!body.is_empty() || content_type.is_some()).then(|| body.to_vec());
+    // Binary mode cannot tell "no data" from "empty data": an empty body is no data.
+    let data = (!body.is_empty()).then(|| body.to_vec());
     event.set_data(content_type, data);
     Ok(event)
 }

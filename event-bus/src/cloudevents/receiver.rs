@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// What happened to one event: `Ok` once processed (or durably stored), else the status to
 /// answer and why.
-type Outcome = Result<(), (StatusCode, String)>;
+/// A route may answer with an event (request-response).
+type Outcome = Result<Option<CloudEvent>, (StatusCode, String)>;
 type Delivery =
     Arc<dyn Fn(CloudEvent) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
 
@@ -92,6 +93,7 @@ pub struct Receiver {
     body_limit: usize,
     max_in_flight: usize,
     retry_after: Duration,
+    source: Arc<String>,
 }
 
 impl fmt::Debug for Receiver {
@@ -130,6 +132,7 @@ impl Receiver {
             body_limit: DEFAULT_BODY_LIMIT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after: Duration::from_secs(1),
+            source: Arc::new(String::from("/event-bus")),
         }
     }
 
@@ -153,7 +156,7 @@ impl Receiver {
                 let event = cloud.decode::<E>().map_err(rejected)?;
                 let report = event.deliver().await;
                 if report.is_success() {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err((StatusCode::INTERNAL_SERVER_ERROR, report.to_string()))
                 }
@@ -184,7 +187,11 @@ impl Receiver {
             let pipeline = pipeline.clone();
             Box::pin(async move {
                 cloud.decode::<E>().map_err(rejected)?;
-                pipeline.process(cloud.into_message()).await.map_err(failed)
+                pipeline
+                    .process(cloud.into_message())
+                    .await
+                    .map_err(failed)?;
+                Ok(None)
             })
         });
         self.routes.insert(E::NAME.to_owned(), delivery);
@@ -226,10 +233,72 @@ impl Receiver {
                         tracing::warn!(%error, "a received event failed; it stays in the inbox");
                     }
                 });
-                Ok(())
+                Ok(None)
             })
         });
         self.routes.insert(E::NAME.to_owned(), delivery);
+        self
+    }
+
+    /// Answers events of type `Q::NAME` with an event: `f` gets the decoded `Q` and returns the
+    /// reply `R`, sent back in the 200 response as a binary-mode CloudEvent (its `source` is
+    /// [`source`](Receiver::source)). An error from `f` is a 500 with its message. In a batch,
+    /// replies are not sent (the batch is answered 200 once every event was handled).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// #[event(name = "price.asked")]
+    /// #[derive(serde::Deserialize)]
+    /// struct PriceAsked { sku: String }
+    ///
+    /// #[event(name = "price.quoted")]
+    /// #[derive(serde::Serialize)]
+    /// struct PriceQuoted { cents: u64 }
+    ///
+    /// let app = Receiver::new()
+    ///     .reply(|ask: PriceAsked| async move {
+    ///         Ok::<_, std::io::Error>(PriceQuoted { cents: ask.sku.len() as u64 * 100 })
+    ///     })
+    ///     .into_router();
+    /// # drop(app);
+    /// ```
+    pub fn reply<Q, R, F, Fut, Err>(mut self, f: F) -> Self
+    where
+        Q: Event + DeserializeOwned,
+        R: Event + serde::Serialize,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, Err>> + Send + 'static,
+        Err: Into<crate::BoxError>,
+    {
+        let f = Arc::new(f);
+        let source = Arc::clone(&self.source);
+        let delivery: Delivery = Arc::new(move |cloud: CloudEvent| {
+            let (f, source) = (Arc::clone(&f), Arc::clone(&source));
+            Box::pin(async move {
+                let question = cloud.decode::<Q>().map_err(rejected)?;
+                let answer = f(question).await.map_err(|error| {
+                    (StatusCode::INTERNAL_SERVER_ERROR, error.into().to_string())
+                })?;
+                let reply = CloudEvent::from_event(&answer, source.as_str()).map_err(rejected)?;
+                Ok(Some(reply))
+            })
+        });
+        self.routes.insert(Q::NAME.to_owned(), delivery);
+        self
+    }
+
+    /// The `source` of the events this receiver sends back as replies; `/event-bus` by default.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    ///
+    /// let app = Receiver::new().source("https://prices.example.com").into_router();
+    /// # drop(app);
+    /// ```
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Arc::new(source.into());
         self
     }
 
@@ -363,15 +432,24 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     }
     // In its own task: a sender that goes away does not cancel processing half-way, and a panic
     // becomes a 500.
+    let single = deliveries.len() == 1;
     let processing = tokio::spawn(async move {
         let _permit = permit;
+        let mut reply = None;
         for (delivery, event) in deliveries {
-            delivery(event).await?;
+            reply = delivery(event).await?;
         }
-        Ok::<(), (StatusCode, String)>(())
+        Ok::<_, (StatusCode, String)>(reply.filter(|_| single))
     });
     match processing.await {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Ok(None)) => StatusCode::OK.into_response(),
+        Ok(Ok(Some(reply))) => {
+            let mut headers = HeaderMap::new();
+            match super::binding::write(&reply, super::binding::Mode::Binary, &mut headers) {
+                Ok(body) => (StatusCode::OK, headers, body).into_response(),
+                Err(error) => (error.status(), error.to_string()).into_response(),
+            }
+        }
         Ok(Err((status, reason))) => (status, reason).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "processing panicked").into_response(),
     }

@@ -20,7 +20,10 @@
 //!
 //! A cached snapshot keeps its listeners (and what their closures captured) alive. After a
 //! listener is removed, each thread that cached a snapshot holding it lets go of that snapshot on
-//! its next trigger of the same event type, or when the thread exits. So the bound is: at most one
+//! its next trigger of the same event type that is not nested in a dispatch of it (a nested one
+//! cannot replace the list the outer dispatch walks), or when the thread exits. Dispatches still
+//! running hold their snapshot too, including the async listener tasks a `trigger` or `spawn`
+//! started, until they end. So the bound is: at most one
 //! stale snapshot per (thread, event type), never more, released at that thread's next dispatch of
 //! the type or its exit. A thread that never triggers the type again (an idle pool thread) keeps
 //! the captures until it exits: a resource whose release must not wait (a connection, a file to

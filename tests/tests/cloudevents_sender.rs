@@ -1,0 +1,294 @@
+//! The CloudEvents sender against real receivers on loopback: acknowledgement, refusals that are
+//! not retried, retries with `Retry-After`, undelivered events, timeouts, typed request-response,
+//! one-line forwarding, and durable forwarding that survives an offline receiver.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use event_bus::cloudevents::{Outcome, Receiver, SendError, Sender, forwarding};
+use event_bus::pipeline::{Durable, Pipeline};
+use event_bus::prelude::*;
+use event_bus::store::MemoryStore;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// Serves `app` on a free loopback port until the test ends; returns its URL.
+async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A sender that gives up quickly.
+fn quick(url: &str) -> Sender {
+    Sender::new(url)
+        .unwrap()
+        .source("/tests")
+        .timeout(Duration::from_secs(2))
+        .retries(4, Duration::from_millis(5), Duration::from_millis(20))
+}
+
+#[event(name = "test.sender.note", key = id)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Note {
+    id: u32,
+    text: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_event_crosses_and_is_acknowledged() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let _guard = Note::register(move |note: &Note| sink.lock().unwrap().push(note.clone())).guard();
+    let url = serve(Receiver::new().route::<Note>().into_router()).await;
+    let note = Note {
+        id: 1,
+        text: "über \"quotes\" 100%".into(),
+    };
+    assert!(quick(&url).send(&note).await.is_ack());
+    let structured = quick(&url).mode(event_bus::cloudevents::Mode::Structured);
+    assert!(structured.send(&note).await.is_ack());
+    assert_eq!(*seen.lock().unwrap(), [note.clone(), note]);
+}
+
+/// A receiver that answers `statuses` in turn (then 200), counting the requests.
+fn scripted(statuses: Vec<(StatusCode, Option<&'static str>)>) -> (Router, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    let app = Router::new().route(
+        "/",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let answer = statuses.get(n).copied().unwrap_or((StatusCode::OK, None));
+            async move {
+                let mut response =
+                    axum::response::IntoResponse::into_response((answer.0, "scripted"));
+                if let Some(seconds) = answer.1 {
+                    response
+                        .headers_mut()
+                        .insert("retry-after", seconds.parse().unwrap());
+                }
+                response
+            }
+        }),
+    );
+    (app, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_answers_are_retried_and_other_4xx_are_not() {
+    let note = Note {
+        id: 2,
+        text: String::new(),
+    };
+    let (app, count) = scripted(vec![
+        (StatusCode::SERVICE_UNAVAILABLE, None),
+        (StatusCode::TOO_MANY_REQUESTS, Some("1")),
+        (StatusCode::NOT_FOUND, None),
+    ]);
+    let url = serve(app).await;
+    let started = std::time::Instant::now();
+    assert!(quick(&url).send(&note).await.is_ack());
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+
+    let (app, count) = scripted(vec![(StatusCode::BAD_REQUEST, None); 5]);
+    let url = serve(app).await;
+    match quick(&url).send(&note).await {
+        Outcome::Nack { status, reason } => {
+            assert_eq!(
+                (status, reason.as_str()),
+                (StatusCode::BAD_REQUEST, "scripted")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1, "a 400 is not retried");
+
+    let (app, count) = scripted(vec![(StatusCode::INTERNAL_SERVER_ERROR, None); 10]);
+    let url = serve(app).await;
+    assert!(matches!(
+        quick(&url).send(&note).await,
+        Outcome::Nack {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ..
+        }
+    ));
+    assert_eq!(count.load(Ordering::SeqCst), 4, "every attempt used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absent_or_silent_receiver_is_undelivered() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let note = Note {
+        id: 3,
+        text: String::new(),
+    };
+    match quick(&url).send(&note).await {
+        Outcome::Undelivered(SendError::Transport(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let silent = Router::new().route(
+        "/",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::OK
+        }),
+    );
+    let url = serve(silent).await;
+    let sender = quick(&url).timeout(Duration::from_millis(100)).retries(
+        2,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    );
+    match sender.send(&note).await {
+        Outcome::Undelivered(SendError::Timeout(timeout)) => {
+            assert_eq!(timeout, Duration::from_millis(100));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[event(name = "test.sender.price-asked")]
+#[derive(Serialize, Deserialize)]
+struct PriceAsked {
+    sku: String,
+}
+
+#[event(name = "test.sender.price-quoted")]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct PriceQuoted {
+    cents: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_gets_its_typed_reply() {
+    let app = Receiver::new()
+        .reply(|ask: PriceAsked| async move {
+            if ask.sku.is_empty() {
+                return Err("no such item");
+            }
+            Ok(PriceQuoted {
+                cents: ask.sku.len() as u64 * 100,
+            })
+        })
+        .into_router();
+    let url = serve(app).await;
+    let sender = quick(&url);
+    let quote: PriceQuoted = sender
+        .request(&PriceAsked { sku: "book".into() })
+        .await
+        .unwrap();
+    assert_eq!(quote, PriceQuoted { cents: 400 });
+    let failed = sender
+        .request::<_, PriceQuoted>(&PriceAsked { sku: String::new() })
+        .await
+        .unwrap_err();
+    assert!(failed.to_string().contains("no such item"), "{failed}");
+    // A reply of another type is a typed error.
+    let wrong = sender
+        .request::<_, Note>(&PriceAsked { sku: "x".into() })
+        .await;
+    assert!(matches!(wrong, Err(SendError::Reply(_))), "{wrong:?}");
+}
+
+#[event(name = "test.sender.forwarded", key = id)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Forwarded {
+    id: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_sends_every_triggered_event_and_reports_failures() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    // The receiving side, in this process, on a local registry of the same type, bridged by a
+    // route to a pipeline that records (the global registry is the sending side here).
+    let recording = Pipeline::builder()
+        .then(event_bus::pipeline::handle_json(move |f: Forwarded| {
+            sink.lock().unwrap().push(f.id);
+            async { Ok(()) }
+        }))
+        .build();
+    let url = serve(
+        Receiver::new()
+            .pipeline::<Forwarded>(recording)
+            .into_router(),
+    )
+    .await;
+    let subscription = quick(&url).forward::<Forwarded>();
+    for id in 0..5 {
+        assert!(Forwarded { id }.deliver().await.is_success());
+    }
+    assert_eq!(*received.lock().unwrap(), [0, 1, 2, 3, 4]);
+    subscription.unsubscribe();
+
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let _failing = quick(&nowhere).forward::<Forwarded>().guard();
+    let report = Forwarded { id: 9 }.deliver().await;
+    assert_eq!(report.failures().len(), 1, "{report}");
+}
+
+#[event(name = "test.sender.outboxed", key = id)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Outboxed {
+    id: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_forwarding_loses_nothing_while_the_receiver_is_offline() {
+    // Reserve a port, then leave it closed: the receiver is offline.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let url = format!("http://{address}/");
+    let outbox = Durable::new(
+        Arc::new(MemoryStore::new()),
+        Pipeline::builder().then(forwarding(quick(&url))).build(),
+    );
+    for id in 0..3 {
+        assert!(
+            outbox
+                .submit(event_bus::pipeline::Message::from_event(&Outboxed { id }).unwrap())
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(
+        outbox.pending().await.unwrap(),
+        3,
+        "kept while the receiver is down"
+    );
+
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let recording = Pipeline::builder()
+        .then(event_bus::pipeline::handle_json(move |o: Outboxed| {
+            sink.lock().unwrap().push(o.id);
+            async { Ok(()) }
+        }))
+        .build();
+    let listener = TcpListener::bind(address).await.unwrap();
+    let app = Receiver::new()
+        .pipeline::<Outboxed>(recording)
+        .into_router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Leases of this process's failed attempts are released: recover takes them at once.
+    let recovered = outbox.recover().await.unwrap();
+    assert_eq!(recovered.succeeded, 3, "{recovered:?}");
+    let mut ids = received.lock().unwrap().clone();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2]);
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+}

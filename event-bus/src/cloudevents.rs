@@ -6,7 +6,7 @@
 //!   [`Event::NAME`](crate::Event::NAME), `subject` and `partitionkey` = the key, `eventversion` =
 //!   [`Event::VERSION`](crate::Event::VERSION), checked on the way in), and pipeline messages
 //!   ([`CloudEvent::from_message`], [`CloudEvent::into_message`]).
-//! - The HTTP binding on the `http` crate's types: [`write`], [`write_batch`] and [`read`], in
+//! - The HTTP binding on the `http` crate's types: [`write()`], [`write_batch`] and [`read()`], in
 //!   binary, structured and batch modes, with header values percent-encoded as the binding says.
 //!
 //! - [`Receiver`]: an axum router that takes CloudEvents over HTTP into registries (awaited),

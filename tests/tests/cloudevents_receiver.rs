@@ -327,3 +327,62 @@ proptest! {
         prop_assert!(status.is_success() || status.is_client_error(), "{status}");
     }
 }
+
+#[event(name = "test.receiver.charged", key = id)]
+#[derive(Serialize, Deserialize)]
+struct Charged {
+    id: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_deduplication_a_resent_event_runs_once() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let fail_first = Arc::new(AtomicUsize::new(0));
+    let (counter, failures) = (Arc::clone(&runs), Arc::clone(&fail_first));
+    let _guard = Charged::register_async(move |_: Arc<Charged>| {
+        let (counter, failures) = (Arc::clone(&counter), Arc::clone(&failures));
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if failures.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err("first attempt fails");
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .guard();
+    let idempotency = event_bus::pipeline::Idempotency::new(Arc::new(MemoryStore::new()));
+    let app = Receiver::new()
+        .route::<Charged>()
+        .deduplicate(idempotency)
+        .into_router();
+    let event = CloudEvent::from_event(&Charged { id: 1 }, "/billing").unwrap();
+    let (headers, body) = encoded(&event, Mode::Binary);
+    // The first attempt fails: not recorded, so the retry runs.
+    assert_eq!(
+        send(&app, headers.clone(), body.clone()).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // Five concurrent copies of the retry: exactly one runs, all are answered 200.
+    let copies: Vec<_> = (0..5)
+        .map(|_| {
+            let (app, headers, body) = (app.clone(), headers.clone(), body.clone());
+            tokio::spawn(async move { send(&app, headers, body).await.0 })
+        })
+        .collect();
+    for copy in copies {
+        assert_eq!(copy.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // The same id from another source is another event.
+    let other = CloudEvent::from_json(
+        &String::from_utf8(event.to_json())
+            .unwrap()
+            .replace("/billing", "/other")
+            .into_bytes(),
+    )
+    .unwrap();
+    let (headers, body) = encoded(&other, Mode::Structured);
+    assert_eq!(send(&app, headers, body).await.0, StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use super::binding::read;
 use super::event::CloudEvent;
 use crate::event::Event;
-use crate::pipeline::{Durable, Pipeline};
+use crate::pipeline::{Durable, Idempotency, Message, Next, Pipeline, PipelineError, from_fn};
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -94,6 +94,7 @@ pub struct Receiver {
     max_in_flight: usize,
     retry_after: Duration,
     source: Arc<String>,
+    deduplicate: Option<Idempotency>,
 }
 
 impl fmt::Debug for Receiver {
@@ -133,6 +134,7 @@ impl Receiver {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             retry_after: Duration::from_secs(1),
             source: Arc::new(String::from("/event-bus")),
+            deduplicate: None,
         }
     }
 
@@ -302,6 +304,31 @@ impl Receiver {
         self
     }
 
+    /// Processes each event at most once per `source` + `id` (the CloudEvents identity), on the
+    /// idempotency adapter's store and claims: a duplicate that arrives after the first was
+    /// processed is answered 200 without running anything; one that arrives while the first is
+    /// being processed waits for its outcome (see [`Idempotency`]); a failed first attempt lets
+    /// the next one run. The adapter's key is replaced by `source` + `id`; its store, namespace,
+    /// lease and TTL are kept (give it a TTL: the records are kept that long).
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    /// use event_bus::pipeline::Idempotency;
+    /// use event_bus::store::MemoryStore;
+    /// use std::{sync::Arc, time::Duration};
+    ///
+    /// let seen = Idempotency::new(Arc::new(MemoryStore::new())).ttl(Duration::from_secs(24 * 3600));
+    /// let app = Receiver::new().deduplicate(seen).into_router();
+    /// # drop(app);
+    /// ```
+    pub fn deduplicate(mut self, idempotency: Idempotency) -> Self {
+        self.deduplicate = Some(idempotency.key_by(|message: &Message| {
+            let source = message.metadata().get(SOURCE).map_or("", String::as_str);
+            format!("{}\n{source}\n{}", source.len(), message.id())
+        }));
+        self
+    }
+
     /// What to do with an event whose type has no route ([`UnknownType::Reject`] by default).
     ///
     /// ```
@@ -433,11 +460,15 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     // In its own task: a sender that goes away does not cancel processing half-way, and a panic
     // becomes a 500.
     let single = deliveries.len() == 1;
+    let dedupe = shared.receiver.deduplicate.clone();
     let processing = tokio::spawn(async move {
         let _permit = permit;
         let mut reply = None;
         for (delivery, event) in deliveries {
-            reply = delivery(event).await?;
+            reply = match &dedupe {
+                None => delivery(event).await?,
+                Some(idempotency) => once(idempotency, delivery, event).await?,
+            };
         }
         Ok::<_, (StatusCode, String)>(reply.filter(|_| single))
     });
@@ -452,6 +483,49 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         }
         Ok(Err((status, reason))) => (status, reason).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "processing panicked").into_response(),
+    }
+}
+
+/// The metadata entry that carries the event's `source` to the idempotency key.
+const SOURCE: &str = "cloudevents.source";
+
+/// Runs `delivery` through the idempotency adapter, keyed by the event's `source` + `id`.
+async fn once(idempotency: &Idempotency, delivery: Delivery, event: CloudEvent) -> Outcome {
+    let message = Message::new(event.event_type(), "", Vec::new())
+        .with_id(event.id())
+        .with_metadata(SOURCE, event.source());
+    let result: Arc<std::sync::Mutex<Option<Outcome>>> = Arc::default();
+    let slot = Arc::clone(&result);
+    let event = Arc::new(std::sync::Mutex::new(Some(event)));
+    let pipeline = Pipeline::builder()
+        .then(idempotency.clone())
+        .then(from_fn(move |message: Message, next: Next| {
+            let (delivery, slot) = (Arc::clone(&delivery), Arc::clone(&slot));
+            let event = event.lock().ok().and_then(|mut event| event.take());
+            async move {
+                let Some(event) = event else {
+                    return next.run(message).await;
+                };
+                let outcome = delivery(event).await;
+                let failed = outcome.is_err();
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(outcome);
+                }
+                if failed {
+                    // Not recorded as done: the sender's retry runs it again.
+                    return Err(PipelineError::retryable("the delivery failed"));
+                }
+                next.run(message).await
+            }
+        }))
+        .build();
+    let processed = pipeline.process(message).await;
+    let outcome = result.lock().ok().and_then(|mut slot| slot.take());
+    match (outcome, processed) {
+        (Some(outcome), _) => outcome,
+        // Not run: a duplicate of an event already processed.
+        (None, Ok(())) => Ok(None),
+        (None, Err(error)) => Err(failed(error)),
     }
 }
 

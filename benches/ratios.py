@@ -124,3 +124,29 @@ table(
         ["`SqliteStore` (WAL, group commit)", per_second("sqlite_store")],
     ],
 )
+
+
+def events_per_second(bench):
+    value = ns("cloudevents", bench, "")
+    return None if value is None else 1e9 / value
+
+
+CLOUDEVENTS = [
+    ("bare_client_to_bare_handler", "hand-written hyper client → bare axum handler (200)"),
+    ("bare_client_to_receiver", "hand-written client → **our `Receiver`** (decode + awaited listener)"),
+    ("sender_to_bare_handler", "**our `Sender`** (typed event) → bare handler"),
+    ("sender_to_receiver", "our `Sender` → our `Receiver`"),
+]
+bare = events_per_second("bare_client_to_bare_handler")
+table(
+    "cloudevents: one event per request over loopback keep-alive (throughput relative to bare)",
+    ["path", "events/s", "relative"],
+    [
+        [
+            label,
+            "n/a" if events_per_second(bench) is None else f"{events_per_second(bench):,.0f}",
+            "n/a" if None in (events_per_second(bench), bare) else f"{events_per_second(bench) / bare:.0%}",
+        ]
+        for bench, label in CLOUDEVENTS
+    ],
+)

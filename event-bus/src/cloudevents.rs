@@ -41,6 +41,7 @@
 //! ```
 
 mod binding;
+mod detached;
 mod error;
 mod event;
 mod mapping;

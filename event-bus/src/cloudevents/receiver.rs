@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use super::binding::read;
+use super::detached::Detached;
 use super::event::CloudEvent;
 use crate::event::Event;
 use crate::pipeline::{Durable, Idempotency, Message, Next, Pipeline, PipelineError, from_fn};
@@ -457,11 +458,12 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             }
         }
     }
-    // In its own task: a sender that goes away does not cancel processing half-way, and a panic
-    // becomes a 500.
+    // Polled here (no task hand-off per request), but finished in a task of its own if the
+    // sender goes away mid-way: a disconnect never cancels processing half-way. A panic becomes a
+    // 500.
     let single = deliveries.len() == 1;
     let dedupe = shared.receiver.deduplicate.clone();
-    let processing = tokio::spawn(async move {
+    let processing = Detached::new(async move {
         let _permit = permit;
         let mut reply = None;
         for (delivery, event) in deliveries {

@@ -14,6 +14,9 @@
 //! - [`Sender`]: sends typed events (`Ack` / `Nack` / `Undelivered`) with retries and backoff,
 //!   typed request-response ([`Sender::request`]), one-line forwarding ([`Sender::forward`]) and a
 //!   pipeline handler for durable forwarding ([`forwarding`]).
+//! - Distributed tracing: the `traceparent` / `tracestate` extensions are read into the receiving
+//!   span and made the current [`TraceContext`] while the event is delivered; senders write the
+//!   current context into the events they send.
 //!
 //! Everything that comes from outside is checked and every problem is a typed
 //! [`CloudEventError`] that knows the HTTP status a receiver should answer with: never a panic.
@@ -48,6 +51,7 @@ mod mapping;
 mod receiver;
 mod sender;
 mod time;
+mod trace;
 
 pub use binding::{BATCH, Mode, Received, STRUCTURED, read, write, write_batch};
 pub use error::CloudEventError;
@@ -55,3 +59,4 @@ pub use event::{CloudEvent, Extension, SPEC_VERSION};
 pub use mapping::{EVENT_VERSION, PARTITION_KEY};
 pub use receiver::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, Receiver, UnknownType};
 pub use sender::{Forwarding, Outcome, SendError, Sender, forwarding};
+pub use trace::TraceContext;

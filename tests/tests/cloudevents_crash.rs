@@ -79,7 +79,10 @@ async fn a_receiver_killed_mid_stream_loses_nothing_and_applies_each_event_once(
     for sender in senders {
         sender.await.unwrap();
     }
-    assert!(mid_stream > 0, "no kill happened while events were being sent");
+    assert!(
+        mid_stream > 0,
+        "no kill happened while events were being sent"
+    );
     // Every event was acknowledged, so every one is stored; wait until the inbox is drained (a
     // killed run's messages are recovered once their 1 s lease runs out).
     let store = Arc::new(SqliteStore::open(&db).unwrap());

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{self as http, StatusCode};
 use event_bus::cloudevents::{Outcome, Receiver, SendError, Sender, forwarding};
 use event_bus::pipeline::{Durable, Pipeline};
 use event_bus::prelude::*;
@@ -291,4 +291,74 @@ async fn durable_forwarding_loses_nothing_while_the_receiver_is_offline() {
     ids.sort();
     assert_eq!(ids, [0, 1, 2]);
     assert_eq!(outbox.pending().await.unwrap(), 0);
+}
+
+#[event(name = "test.sender.traced-first")]
+#[derive(Serialize, Deserialize)]
+struct TracedFirst;
+
+#[event(name = "test.sender.traced-second")]
+#[derive(Serialize, Deserialize)]
+struct TracedSecond;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_continues_across_two_hops() {
+    use event_bus::cloudevents::TraceContext;
+
+    // Second hop: records the context it runs in.
+    let seen = Arc::new(Mutex::new(None));
+    let sink = Arc::clone(&seen);
+    let _second = TracedSecond::register(move |_: &TracedSecond| {
+        *sink.lock().unwrap() = Some(TraceContext::current());
+    })
+    .guard();
+    let second_url = serve(Receiver::new().route::<TracedSecond>().into_router()).await;
+
+    // First hop: a listener that sends the second event while handling the first.
+    let onward = quick(&second_url);
+    let _first = TracedFirst::register_async(move |_: Arc<TracedFirst>| {
+        let onward = onward.clone();
+        async move { onward.send(&TracedSecond).await.into_result() }
+    })
+    .guard();
+    let first_url = serve(Receiver::new().route::<TracedFirst>().into_router()).await;
+
+    let origin = TraceContext::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        Some("vendor=1"),
+    )
+    .unwrap();
+    let outcome = origin
+        .clone()
+        .scope(quick(&first_url).send(&TracedFirst))
+        .await;
+    assert!(outcome.is_ack(), "{outcome:?}");
+    let context = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .flatten()
+        .expect("a context on the second hop");
+    assert_eq!(context.trace_id(), origin.trace_id());
+    assert_eq!(context.tracestate(), Some("vendor=1"));
+    assert_ne!(
+        context.traceparent(),
+        origin.traceparent(),
+        "a new parent id per hop"
+    );
+
+    // Without a context, nothing is written.
+    let headers = Arc::new(Mutex::new(None));
+    let sink = Arc::clone(&headers);
+    let bare = Router::new().route(
+        "/",
+        axum::routing::post(move |received: http::HeaderMap| {
+            *sink.lock().unwrap() = Some(received);
+            async { StatusCode::OK }
+        }),
+    );
+    let url = serve(bare).await;
+    assert!(quick(&url).send(&TracedFirst).await.is_ack());
+    let received = headers.lock().unwrap().clone().unwrap();
+    assert!(received.get("ce-traceparent").is_none());
 }

@@ -579,6 +579,11 @@ impl CloudEvent {
         Ok(())
     }
 
+    /// Sets an extension whose name the crate knows to be valid.
+    pub(crate) fn insert_extension(&mut self, name: &'static str, value: Extension) {
+        self.extensions.insert(name.to_owned(), value);
+    }
+
     /// Sets the data's media type and bytes as they came; used by the HTTP binding.
     pub(crate) fn set_data(&mut self, content_type: Option<String>, data: Option<Vec<u8>>) {
         self.datacontenttype = content_type;

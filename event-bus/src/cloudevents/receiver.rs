@@ -467,10 +467,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         let _permit = permit;
         let mut reply = None;
         for (delivery, event) in deliveries {
-            reply = match &dedupe {
-                None => delivery(event).await?,
-                Some(idempotency) => once(idempotency, delivery, event).await?,
-            };
+            reply = traced(&delivery, dedupe.as_ref(), event).await?;
         }
         Ok::<_, (StatusCode, String)>(reply.filter(|_| single))
     });
@@ -492,6 +489,32 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
 const SOURCE: &str = "cloudevents.source";
 
 /// Runs `delivery` through the idempotency adapter, keyed by the event's `source` + `id`.
+/// Delivers one event inside a `cloudevents.receive` span, with its trace context (if any) as the
+/// current one.
+async fn traced(delivery: &Delivery, dedupe: Option<&Idempotency>, event: CloudEvent) -> Outcome {
+    use tracing::Instrument as _;
+    let context = super::trace::TraceContext::of(&event);
+    let span = tracing::debug_span!(
+        "cloudevents.receive",
+        ce.id = event.id(),
+        ce.source = event.source(),
+        ce.type = event.event_type(),
+        traceparent = context.as_ref().map(|c| c.traceparent()),
+        tracestate = context.as_ref().and_then(|c| c.tracestate()),
+    );
+    let work = async move {
+        match dedupe {
+            None => delivery(event).await,
+            Some(idempotency) => once(idempotency, Arc::clone(delivery), event).await,
+        }
+    }
+    .instrument(span);
+    match context {
+        Some(context) => context.scope(work).await,
+        None => work.await,
+    }
+}
+
 async fn once(idempotency: &Idempotency, delivery: Delivery, event: CloudEvent) -> Outcome {
     let message = Message::new(event.event_type(), "", Vec::new())
         .with_id(event.id())

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use super::binding::{Mode, Received, read, write, write_batch};
 use super::error::CloudEventError;
 use super::event::CloudEvent;
+use super::trace::TraceContext;
 use crate::event::Event;
 use crate::pipeline::{Handler, HandlerFuture, Message, Next, PipelineError};
 use crate::subscription::Subscription;
@@ -295,7 +296,7 @@ impl Sender {
     /// ```
     pub async fn send<E: Event + Serialize>(&self, event: &E) -> Outcome {
         match CloudEvent::from_event(event, self.inner.source.as_str()) {
-            Ok(cloud) => self.send_cloud(&cloud).await,
+            Ok(cloud) => self.send_cloud(&traced(cloud)).await,
             Err(error) => Outcome::Undelivered(SendError::Encode(error)),
         }
     }
@@ -355,6 +356,7 @@ impl Sender {
         R: Event + DeserializeOwned,
     {
         let cloud = CloudEvent::from_event(question, self.inner.source.as_str())
+            .map(traced)
             .map_err(SendError::Encode)?;
         let mut headers = HeaderMap::new();
         let body = write(&cloud, self.inner.mode, &mut headers).map_err(SendError::Encode)?;
@@ -467,6 +469,14 @@ impl Sender {
     }
 }
 
+/// The event with the current trace context's child written into it, if there is a context.
+fn traced(mut event: CloudEvent) -> CloudEvent {
+    if let Some(context) = TraceContext::current() {
+        context.child().write_into(&mut event);
+    }
+    event
+}
+
 /// Exponential backoff with full jitter: a random delay up to `initial * 2^(attempt-1)`, capped.
 fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let ceiling = initial
@@ -522,6 +532,7 @@ impl Handler for Forwarding {
         let sender = self.sender.clone();
         Box::pin(async move {
             let cloud = CloudEvent::from_message(&message, sender.inner.source.as_str())
+                .map(traced)
                 .map_err(PipelineError::permanent)?;
             match sender.send_cloud(&cloud).await.into_result() {
                 Ok(()) => next.run(message).await,

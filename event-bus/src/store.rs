@@ -29,6 +29,8 @@
 pub mod conformance;
 mod faulty;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -39,6 +41,8 @@ use std::time::{Duration, SystemTime};
 
 pub use faulty::{Fault, FaultyStore, Operation};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 

@@ -386,3 +386,43 @@ async fn with_deduplication_a_resent_event_runs_once() {
     assert_eq!(send(&app, headers, body).await.0, StatusCode::OK);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
+
+#[event(name = "test.receiver.asked")]
+#[derive(Serialize, Deserialize)]
+struct Asked {
+    n: u32,
+}
+
+#[event(name = "test.receiver.answered")]
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Answered {
+    n: u32,
+}
+
+#[tokio::test]
+async fn replies_go_to_single_events_and_are_never_deduplicated() {
+    let app = Receiver::new()
+        .reply(|asked: Asked| async move { Ok::<_, std::io::Error>(Answered { n: asked.n * 2 }) })
+        .deduplicate(event_bus::pipeline::Idempotency::new(Arc::new(
+            MemoryStore::new(),
+        )))
+        .into_router();
+    let question = CloudEvent::from_event(&Asked { n: 21 }, "/asker").unwrap();
+    for _ in 0..2 {
+        // The same event twice: each request gets its reply.
+        let (headers, body) = encoded(&question, Mode::Binary);
+        let (status, headers, reply) = send(&app, headers, body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["ce-type"], "test.receiver.answered");
+        assert_eq!(reply, r#"{"n":42}"#);
+    }
+    // A batch of one gets no reply.
+    let mut headers = HeaderMap::new();
+    let body = write_batch(&[question], &mut headers);
+    let (status, headers, reply) = send(&app, headers, body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers.get("ce-type").is_none() && reply.is_empty(),
+        "{reply}"
+    );
+}

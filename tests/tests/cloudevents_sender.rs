@@ -362,3 +362,76 @@ async fn a_trace_continues_across_two_hops() {
     let received = headers.lock().unwrap().clone().unwrap();
     assert!(received.get("ce-traceparent").is_none());
 }
+
+/// A raw HTTP/1.1 server that answers every request with `answer` and counts the requests.
+async fn raw_server(answer: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (answer, counter) = (answer.clone(), Arc::clone(&counter));
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Read the head and the body announced by Content-Length.
+                loop {
+                    let Ok(n) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|line| line.strip_prefix("content-length:"))
+                            .and_then(|value| value.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = socket.write_all(&answer).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_decides_even_when_the_answer_body_cannot_be_read() {
+    let note = Note {
+        id: 5,
+        text: String::new(),
+    };
+    let mut huge = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5242880\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 5 * 1024 * 1024));
+    let cut_short = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 100\r\n\r\nshort".to_vec();
+    for answer in [huge, cut_short] {
+        let (url, count) = raw_server(answer).await;
+        match quick(&url).send(&note).await {
+            Outcome::Nack { status, .. } => assert_eq!(status, StatusCode::BAD_REQUEST),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1, "a 400 is not retried");
+    }
+    let acked_cut_short = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort".to_vec();
+    let (url, count) = raw_server(acked_cut_short).await;
+    assert!(quick(&url).send(&note).await.is_ack());
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "an acknowledged event is not sent again"
+    );
+}

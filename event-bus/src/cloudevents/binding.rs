@@ -210,7 +210,13 @@ pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Received, CloudEventErro
             Err(CloudEventError::UnsupportedMediaType(other.to_owned()))
         }
         Some(other) => Err(CloudEventError::UnsupportedMediaType(other.to_owned())),
-        None => Err(CloudEventError::MissingAttribute("specversion")),
+        // Some `ce-` headers: a binary-mode event without its specversion.
+        None if headers.keys().any(|name| name.as_str().starts_with("ce-")) => {
+            Err(CloudEventError::MissingAttribute("specversion"))
+        }
+        None => Err(CloudEventError::UnsupportedMediaType(
+            "(none: no Content-Type and no ce- headers)".into(),
+        )),
     }
 }
 

@@ -35,6 +35,14 @@ type Outcome = Result<Option<CloudEvent>, (StatusCode, String)>;
 type Delivery =
     Arc<dyn Fn(CloudEvent) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
 
+/// A route: where its events go, and whether it answers with a reply (then every request is
+/// answered by running it, even under [`Receiver::deduplicate`]).
+#[derive(Clone)]
+struct Route {
+    delivery: Delivery,
+    replies: bool,
+}
+
 /// What a [`Receiver`] does with an event whose `type` has no route.
 ///
 /// ```
@@ -89,7 +97,7 @@ pub enum UnknownType {
 /// # drop(app);
 /// ```
 pub struct Receiver {
-    routes: HashMap<String, Delivery>,
+    routes: HashMap<String, Route>,
     unknown: UnknownType,
     body_limit: usize,
     max_in_flight: usize,
@@ -165,7 +173,13 @@ impl Receiver {
                 }
             })
         });
-        self.routes.insert(E::NAME.to_owned(), delivery);
+        self.routes.insert(
+            E::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: false,
+            },
+        );
         self
     }
 
@@ -197,7 +211,13 @@ impl Receiver {
                 Ok(None)
             })
         });
-        self.routes.insert(E::NAME.to_owned(), delivery);
+        self.routes.insert(
+            E::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: false,
+            },
+        );
         self
     }
 
@@ -239,7 +259,13 @@ impl Receiver {
                 Ok(None)
             })
         });
-        self.routes.insert(E::NAME.to_owned(), delivery);
+        self.routes.insert(
+            E::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: false,
+            },
+        );
         self
     }
 
@@ -288,7 +314,13 @@ impl Receiver {
                 Ok(Some(reply))
             })
         });
-        self.routes.insert(Q::NAME.to_owned(), delivery);
+        self.routes.insert(
+            Q::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: true,
+            },
+        );
         self
     }
 
@@ -310,7 +342,9 @@ impl Receiver {
     /// processed is answered 200 without running anything; one that arrives while the first is
     /// being processed waits for its outcome (see [`Idempotency`]); a failed first attempt lets
     /// the next one run. The adapter's key is replaced by `source` + `id`; its store, namespace,
-    /// lease and TTL are kept (give it a TTL: the records are kept that long).
+    /// lease and TTL are kept (give it a TTL: the records are kept that long). Routes added with
+    /// [`reply`](Receiver::reply) are not deduplicated: a request is answered by running it each
+    /// time (a duplicate would have no reply to send back).
     ///
     /// ```
     /// use event_bus::cloudevents::Receiver;
@@ -443,14 +477,17 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
                 .into_response();
         }
     };
-    let events = match read(&headers, &bytes) {
-        Ok(received) => received.into_events(),
+    let (events, batch) = match read(&headers, &bytes) {
+        Ok(received) => {
+            let batch = matches!(received, super::binding::Received::Batch(_));
+            (received.into_events(), batch)
+        }
         Err(error) => return (error.status(), error.to_string()).into_response(),
     };
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
         match shared.receiver.routes.get(event.event_type()) {
-            Some(delivery) => deliveries.push((Arc::clone(delivery), event)),
+            Some(route) => deliveries.push((route.clone(), event)),
             None if shared.receiver.unknown == UnknownType::Ignore => {}
             None => {
                 let reason = format!("no route for event type `{}`", event.event_type());
@@ -461,13 +498,16 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     // Polled here (no task hand-off per request), but finished in a task of its own if the
     // sender goes away mid-way: a disconnect never cancels processing half-way. A panic becomes a
     // 500.
-    let single = deliveries.len() == 1;
+    let single = !batch;
     let dedupe = shared.receiver.deduplicate.clone();
     let processing = Detached::new(async move {
         let _permit = permit;
         let mut reply = None;
-        for (delivery, event) in deliveries {
-            reply = traced(&delivery, dedupe.as_ref(), event).await?;
+        for (route, event) in deliveries {
+            // A request is answered by running its route every time: a duplicate has no stored
+            // reply to send back.
+            let dedupe = dedupe.as_ref().filter(|_| !route.replies);
+            reply = traced(&route.delivery, dedupe, event).await?;
         }
         Ok::<_, (StatusCode, String)>(reply.filter(|_| single))
     });

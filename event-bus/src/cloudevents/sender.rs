@@ -24,6 +24,10 @@ use crate::subscription::Subscription;
 
 /// The largest reply body a sender reads (a reply is one event).
 const REPLY_LIMIT: usize = 4 * 1024 * 1024;
+/// The most of an error answer's body kept as its reason.
+const REASON_LIMIT: usize = 64 * 1024;
+/// The longest `Retry-After` honoured (a longer one is waited for this long).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// What became of one send (the common-library results).
 ///
@@ -363,6 +367,12 @@ impl Sender {
         let (outcome, reply) = self.deliver(headers, body).await;
         outcome.into_result()?;
         let (headers, body) = reply.unwrap_or_default();
+        if body.is_empty() {
+            return Err(SendError::Reply(CloudEventError::Malformed(
+                "the receiver answered 2xx without a reply event (or its body could not be read)"
+                    .into(),
+            )));
+        }
         match read(&headers, &body).map_err(SendError::Reply)? {
             Received::One(reply) => reply.decode::<R>().map_err(SendError::Reply),
             Received::Batch(_) => Err(SendError::Reply(CloudEventError::Malformed(
@@ -442,11 +452,23 @@ impl Sender {
                 .map_err(|error| SendError::Transport(error.to_string()))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let bytes = Limited::new(response.into_body(), REPLY_LIMIT)
-                .collect()
-                .await
-                .map_err(|error| SendError::Transport(format!("reading the answer: {error}")))?
-                .to_bytes();
+            // The status decides; the body is read for a reply or a reason, and a body that
+            // cannot be read (too large, cut short) never turns an answer into "undelivered".
+            let limit = if status.is_success() {
+                REPLY_LIMIT
+            } else {
+                REASON_LIMIT
+            };
+            let bytes = match Limited::new(response.into_body(), limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) if status.is_success() => {
+                    tracing::debug!(%error, "the body of a 2xx answer could not be read");
+                    Bytes::new()
+                }
+                Err(error) => {
+                    Bytes::from(format!("(the answer's body could not be read: {error})"))
+                }
+            };
             Ok::<_, SendError>((status, headers, bytes))
         };
         match tokio::time::timeout(inner.timeout, call).await {
@@ -460,13 +482,26 @@ impl Sender {
                 let wait = headers
                     .get(header::RETRY_AFTER)
                     .and_then(|value: &HeaderValue| value.to_str().ok())
-                    .and_then(|value| value.trim().parse::<u64>().ok())
-                    .map(|seconds| Duration::from_secs(seconds.min(300)));
+                    .and_then(retry_after)
+                    .map(|wait| wait.min(MAX_RETRY_AFTER));
                 let reason = String::from_utf8_lossy(&bytes).into_owned();
                 (Err(Outcome::Nack { status, reason }), wait)
             }
         }
     }
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110, section 10.2.3).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// The event with the current trace context's child written into it, if there is a context.
@@ -556,6 +591,23 @@ mod tests {
             let ceiling = initial.saturating_mul(1 << (attempt - 1).min(20)).min(max);
             assert!(delay <= ceiling);
         }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(10);
+        let wait = retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            wait > Duration::from_secs(8) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        let past = std::time::SystemTime::now() - Duration::from_secs(10);
+        assert_eq!(
+            retry_after(&httpdate::fmt_http_date(past)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
     }
 
     #[test]

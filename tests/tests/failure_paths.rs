@@ -189,6 +189,21 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// The same fault schedules on PostgreSQL (a schema per case; skipped without a server).
+    #[test]
+    fn any_fault_schedule_on_postgres_ends_exactly_once(faults in schedule(), seed in 0u64..1000) {
+        let Some(url) = event_bus_tests::stores::postgres_url() else { return Ok(()) };
+        runtime().block_on(async {
+            let schema = event_bus_tests::stores::PostgresSchema::new(&url).await;
+            survive(schema.store.clone(), &faults, seed).await;
+            schema.drop_schema().await;
+        });
+    }
+}
+
 /// Every write operation failing (before or after writing) at each of its first calls, one fault
 /// at a time, on both stores.
 #[test]

@@ -1,13 +1,15 @@
-//! Command-line flags: `--orders N`, `--db PATH`, `--memory`, `--compare`.
+//! Command-line flags: `--orders N`, `--db PATH`, `--postgres URL`, `--memory`, `--compare`.
 
 use std::path::PathBuf;
 
 pub const USAGE: &str =
-    "usage: cargo run --example orders -- [--orders N] [--db PATH | --memory | --compare]
+    "usage: cargo run --example orders -- [--orders N] [--db PATH | --postgres URL | --memory | --compare]
 
   --orders N   how many orders to produce (default 10000)
   --db PATH    keep the SQLite store at PATH and resume from it (default: a fresh file in the
                system temp directory)
+  --postgres URL  keep the store in PostgreSQL at URL (schema `event_bus_orders`) and resume
+               from it, e.g. postgres://postgres@127.0.0.1:5432/test
   --memory     use the in-memory store instead of SQLite
   --compare    run on the in-memory store, then on a fresh SQLite file, and print the ratio";
 
@@ -18,6 +20,8 @@ pub enum StoreChoice {
     FreshSqlite(PathBuf),
     /// A file the user chose: resumed, never deleted.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: resumed, never cleared.
+    Postgres(String),
     Memory,
 }
 
@@ -32,6 +36,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut orders = 10_000;
     let mut db = None;
     let mut memory = false;
+    let mut postgres = None;
     let mut compare = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -42,20 +47,28 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|_| format!("--orders needs a whole number, got `{value}`"))?;
             }
             "--db" => db = Some(PathBuf::from(args.next().ok_or("--db needs a path")?)),
+            "--postgres" => {
+                postgres = Some(args.next().ok_or("--postgres needs a URL")?);
+            }
             "--memory" => memory = true,
             "--compare" => compare = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    if compare && (db.is_some() || memory) {
-        return Err("--compare runs both stores; it excludes --db and --memory".to_owned());
+    if compare && (db.is_some() || memory || postgres.is_some()) {
+        return Err(
+            "--compare runs both stores; it excludes --db, --postgres and --memory".to_owned(),
+        );
     }
-    let store = match (db, memory) {
-        (Some(_), true) => return Err("--db and --memory exclude each other".to_owned()),
-        (Some(path), false) => StoreChoice::Sqlite(path),
-        (None, true) => StoreChoice::Memory,
-        (None, false) => StoreChoice::FreshSqlite(std::env::temp_dir().join("event-bus-orders.db")),
+    let store = match (db, postgres, memory) {
+        (Some(path), None, false) => StoreChoice::Sqlite(path),
+        (None, Some(url), false) => StoreChoice::Postgres(url),
+        (None, None, true) => StoreChoice::Memory,
+        (None, None, false) => {
+            StoreChoice::FreshSqlite(std::env::temp_dir().join("event-bus-orders.db"))
+        }
+        _ => return Err("--db, --postgres and --memory exclude each other".to_owned()),
     };
     Ok(Args {
         orders,

@@ -7,6 +7,7 @@
 //! cargo run --example orders                      # 10,000 orders on SQLite in the temp dir
 //! cargo run --example orders -- --orders 1000 --memory
 //! cargo run --example orders -- --db orders.db    # keep the store; run again to resume
+//! cargo run --example orders -- --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 
 mod args;
@@ -22,7 +23,7 @@ use event_bus::pipeline::{
     DeadLetters, Durable, Erased, Idempotency, Join, Joined, Pipeline, PipelineError, Transform,
     handle_joined, stage,
 };
-use event_bus::store::{Batch, MemoryStore, SqliteStore, Store};
+use event_bus::store::{Batch, MemoryStore, PostgresStore, SqliteStore, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use args::StoreChoice;
@@ -87,6 +88,13 @@ async fn compare(args: args::Args) -> Result<(), PipelineError> {
 async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &args.store {
         StoreChoice::Memory => (Arc::new(MemoryStore::new()), None),
+        StoreChoice::Postgres(url) => {
+            let postgres = PostgresStore::options()
+                .schema("event_bus_orders")
+                .connect(url)
+                .await?;
+            (Arc::new(postgres), None)
+        }
         StoreChoice::FreshSqlite(path) | StoreChoice::Sqlite(path) => {
             if let StoreChoice::FreshSqlite(path) = &args.store {
                 for suffix in ["", "-wal", "-shm"] {
@@ -241,6 +249,11 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
             sqlite.path().display(),
             sqlite.disk_size() as f64 / (1024.0 * 1024.0)
         ),
+        None if matches!(args.store, StoreChoice::Postgres(_)) => {
+            println!(
+                "  store               PostgreSQL, schema event_bus_orders ({shipments} shipments)"
+            )
+        }
         None => println!("  store               in memory ({shipments} shipments)"),
     }
     Ok(elapsed)

@@ -230,22 +230,23 @@ impl PostgresStore {
                     value,
                     ttl,
                 } => {
+                    let sql = transaction.prepare_cached(&self.upsert_sql()).await?;
                     transaction
                         .execute(
-                            &self.upsert_sql(),
+                            &sql,
                             &[&namespace.as_bytes(), &key.as_bytes(), value, &expiry(*ttl)],
                         )
                         .await?;
                 }
                 Op::Delete { namespace, key } => {
+                    let sql = transaction
+                        .prepare_cached(&format!(
+                            "DELETE FROM {} WHERE namespace = $1 AND key = $2",
+                            self.table
+                        ))
+                        .await?;
                     transaction
-                        .execute(
-                            &format!(
-                                "DELETE FROM {} WHERE namespace = $1 AND key = $2",
-                                self.table
-                            ),
-                            &[&namespace.as_bytes(), &key.as_bytes()],
-                        )
+                        .execute(&sql, &[&namespace.as_bytes(), &key.as_bytes()])
                         .await?;
                 }
                 Op::Expect {
@@ -253,15 +254,15 @@ impl PostgresStore {
                     key,
                     value,
                 } => {
+                    let sql = transaction
+                        .prepare_cached(&format!(
+                            "SELECT value FROM {} WHERE namespace = $1 AND key = $2 \
+                             AND (expires_at IS NULL OR expires_at > $3) FOR UPDATE",
+                            self.table
+                        ))
+                        .await?;
                     let row = transaction
-                        .query_opt(
-                            &format!(
-                                "SELECT value FROM {} WHERE namespace = $1 AND key = $2 \
-                                 AND (expires_at IS NULL OR expires_at > $3) FOR UPDATE",
-                                self.table
-                            ),
-                            &[&namespace.as_bytes(), &key.as_bytes(), &now],
-                        )
+                        .query_opt(&sql, &[&namespace.as_bytes(), &key.as_bytes(), &now])
                         .await?;
                     let found: Option<Vec<u8>> = row.map(|row| row.get(0));
                     if found.as_ref() != value.as_ref() {
@@ -314,6 +315,7 @@ impl Store for PostgresStore {
                  WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= $5",
                 t = self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let rows = client
                 .execute(
                     &sql,
@@ -340,9 +342,13 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let client = self.client().await?;
+            let sql = client
+                .prepare_cached(&self.upsert_sql())
+                .await
+                .map_err(backend)?;
             client
                 .execute(
-                    &self.upsert_sql(),
+                    &sql,
                     &[&namespace.as_bytes(), &key.as_bytes(), &value, &expiry(ttl)],
                 )
                 .await
@@ -359,6 +365,7 @@ impl Store for PostgresStore {
                  AND (expires_at IS NULL OR expires_at > $3)",
                 self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let row = client
                 .query_opt(
                     &sql,
@@ -378,6 +385,7 @@ impl Store for PostgresStore {
                  RETURNING (expires_at IS NULL OR expires_at > $3)",
                 self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let rows = client
                 .query(
                     &sql,
@@ -404,6 +412,7 @@ impl Store for PostgresStore {
                  AND value = $3 AND (expires_at IS NULL OR expires_at > $6)",
                 self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let rows = client
                 .execute(
                     &sql,
@@ -436,6 +445,7 @@ impl Store for PostgresStore {
                  ORDER BY key",
                 self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let rows = client
                 .query(
                     &sql,
@@ -465,6 +475,7 @@ impl Store for PostgresStore {
                 "SELECT count(*) FROM {} WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2)",
                 self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let row = client
                 .query_one(&sql, &[&namespace.as_bytes(), &now_millis()])
                 .await
@@ -506,6 +517,7 @@ impl Store for PostgresStore {
                  AND expires_at <= $1 LIMIT $2)",
                 t = self.table
             );
+            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
             let rows = client
                 .execute(&sql, &[&now_millis(), &limit])
                 .await

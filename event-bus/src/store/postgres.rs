@@ -13,6 +13,7 @@
 //! ([`StoreError::Conflict`]). Connections come from a `deadpool-postgres` pool; a broken
 //! connection is replaced on the next call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -41,6 +42,62 @@ const SERIALIZATION_RETRIES: usize = 8;
 pub struct PostgresStore {
     pool: Pool,
     table: String,
+    sql: Arc<Sql>,
+}
+
+/// Every statement the store runs, written once per table (and prepared once per connection).
+struct Sql {
+    upsert: String,
+    insert_if_absent: String,
+    get: String,
+    get_for_update: String,
+    delete: String,
+    delete_live: String,
+    compare_and_swap: String,
+    scan: String,
+    count: String,
+    purge: String,
+}
+
+impl Sql {
+    fn for_table(t: &str) -> Self {
+        const LIVE: &str = "(expires_at IS NULL OR expires_at > $3)";
+        let upsert = format!(
+            "INSERT INTO {t} (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+        );
+        Sql {
+            insert_if_absent: format!(
+                "{upsert} WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= $5"
+            ),
+            upsert,
+            get: format!("SELECT value FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE}"),
+            get_for_update: format!(
+                "SELECT value FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE} FOR UPDATE"
+            ),
+            delete: format!("DELETE FROM {t} WHERE namespace = $1 AND key = $2"),
+            delete_live: format!(
+                "DELETE FROM {t} WHERE namespace = $1 AND key = $2 \
+                 RETURNING (expires_at IS NULL OR expires_at > $3)"
+            ),
+            compare_and_swap: format!(
+                "UPDATE {t} SET value = $4, expires_at = $5 WHERE namespace = $1 AND key = $2 \
+                 AND value = $3 AND (expires_at IS NULL OR expires_at > $6)"
+            ),
+            scan: format!(
+                "SELECT key, value FROM {t} WHERE namespace = $1 AND key >= $2 \
+                 AND ($3::bytea IS NULL OR key < $3) AND (expires_at IS NULL OR expires_at > $4) \
+                 ORDER BY key"
+            ),
+            count: format!(
+                "SELECT count(*) FROM {t} WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2)"
+            ),
+            purge: format!(
+                "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE expires_at IS NOT NULL \
+                 AND expires_at <= $1 LIMIT $2)"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -124,9 +181,11 @@ impl PostgresOptions {
             .max_size(self.max_connections)
             .build()
             .map_err(StoreError::backend)?;
+        let table = format!("\"{}\".event_bus_records", self.schema);
         let store = PostgresStore {
             pool,
-            table: format!("\"{}\".event_bus_records", self.schema),
+            sql: Arc::new(Sql::for_table(&table)),
+            table,
         };
         store.migrate(&self.schema).await?;
         Ok(store)
@@ -230,7 +289,7 @@ impl PostgresStore {
                     value,
                     ttl,
                 } => {
-                    let sql = transaction.prepare_cached(&self.upsert_sql()).await?;
+                    let sql = transaction.prepare_cached(&self.sql.upsert).await?;
                     transaction
                         .execute(
                             &sql,
@@ -239,12 +298,7 @@ impl PostgresStore {
                         .await?;
                 }
                 Op::Delete { namespace, key } => {
-                    let sql = transaction
-                        .prepare_cached(&format!(
-                            "DELETE FROM {} WHERE namespace = $1 AND key = $2",
-                            self.table
-                        ))
-                        .await?;
+                    let sql = transaction.prepare_cached(&self.sql.delete).await?;
                     transaction
                         .execute(&sql, &[&namespace.as_bytes(), &key.as_bytes()])
                         .await?;
@@ -254,13 +308,7 @@ impl PostgresStore {
                     key,
                     value,
                 } => {
-                    let sql = transaction
-                        .prepare_cached(&format!(
-                            "SELECT value FROM {} WHERE namespace = $1 AND key = $2 \
-                             AND (expires_at IS NULL OR expires_at > $3) FOR UPDATE",
-                            self.table
-                        ))
-                        .await?;
+                    let sql = transaction.prepare_cached(&self.sql.get_for_update).await?;
                     let row = transaction
                         .query_opt(&sql, &[&namespace.as_bytes(), &key.as_bytes(), &now])
                         .await?;
@@ -279,12 +327,14 @@ impl PostgresStore {
         Ok(Ok(()))
     }
 
-    fn upsert_sql(&self) -> String {
-        format!(
-            "INSERT INTO {} (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
-            self.table
-        )
+    /// A pooled connection and `sql` prepared on it (once per connection).
+    async fn prepared(
+        &self,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(backend)?;
+        Ok((client, statement))
     }
 }
 
@@ -308,14 +358,7 @@ impl Store for PostgresStore {
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = format!(
-                "INSERT INTO {t} (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at \
-                 WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= $5",
-                t = self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.insert_if_absent).await?;
             let rows = client
                 .execute(
                     &sql,
@@ -341,11 +384,7 @@ impl Store for PostgresStore {
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = client
-                .prepare_cached(&self.upsert_sql())
-                .await
-                .map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.upsert).await?;
             client
                 .execute(
                     &sql,
@@ -359,13 +398,7 @@ impl Store for PostgresStore {
 
     fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = format!(
-                "SELECT value FROM {} WHERE namespace = $1 AND key = $2 \
-                 AND (expires_at IS NULL OR expires_at > $3)",
-                self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.get).await?;
             let row = client
                 .query_opt(
                     &sql,
@@ -379,13 +412,7 @@ impl Store for PostgresStore {
 
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = format!(
-                "DELETE FROM {} WHERE namespace = $1 AND key = $2 \
-                 RETURNING (expires_at IS NULL OR expires_at > $3)",
-                self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.delete_live).await?;
             let rows = client
                 .query(
                     &sql,
@@ -406,13 +433,7 @@ impl Store for PostgresStore {
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = format!(
-                "UPDATE {} SET value = $4, expires_at = $5 WHERE namespace = $1 AND key = $2 \
-                 AND value = $3 AND (expires_at IS NULL OR expires_at > $6)",
-                self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.compare_and_swap).await?;
             let rows = client
                 .execute(
                     &sql,
@@ -437,15 +458,8 @@ impl Store for PostgresStore {
         prefix: &'a str,
     ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
         Box::pin(async move {
-            let client = self.client().await?;
             let upper = prefix_upper_bound(prefix);
-            let sql = format!(
-                "SELECT key, value FROM {} WHERE namespace = $1 AND key >= $2 \
-                 AND ($3::bytea IS NULL OR key < $3) AND (expires_at IS NULL OR expires_at > $4) \
-                 ORDER BY key",
-                self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.scan).await?;
             let rows = client
                 .query(
                     &sql,
@@ -470,12 +484,7 @@ impl Store for PostgresStore {
 
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let sql = format!(
-                "SELECT count(*) FROM {} WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2)",
-                self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.count).await?;
             let row = client
                 .query_one(&sql, &[&namespace.as_bytes(), &now_millis()])
                 .await
@@ -510,14 +519,8 @@ impl Store for PostgresStore {
 
     fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize> {
         Box::pin(async move {
-            let client = self.client().await?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let sql = format!(
-                "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM {t} WHERE expires_at IS NOT NULL \
-                 AND expires_at <= $1 LIMIT $2)",
-                t = self.table
-            );
-            let sql = client.prepare_cached(&sql).await.map_err(backend)?;
+            let (client, sql) = self.prepared(&self.sql.purge).await?;
             let rows = client
                 .execute(&sql, &[&now_millis(), &limit])
                 .await

@@ -53,7 +53,12 @@ struct Part {
 /// duplicates.
 ///
 /// The part that completes a key **claims** it (see [the claim model](super#claims-leases-and-fencing))
-/// and runs the rest of the chain; parts arriving meanwhile are stored and return at once. After
+/// and runs the rest of the chain. A part that also finds its key complete but claimed by another
+/// holder (a duplicate, a redelivery, a concurrent copy) waits for that holder, up to a little
+/// more than one [`lease`](Join::lease): if the holder joins, the part returns `Ok`; if it fails,
+/// or its process died and its lease ran out, the part takes the key and joins it; past the wait
+/// it fails with [`PipelineError::InFlight`] (retryable). So a complete key never depends on a
+/// holder that is gone, even without a [`sweep`](Join::sweep). After
 /// the rest of the chain succeeds, the key's parts are deleted and the key is remembered as joined
 /// in one atomic, fenced batch, so a part arriving again (a duplicate, a redelivery) does not
 /// re-emit the join. If the rest of the chain fails (or the join is cancelled), the claim is
@@ -811,25 +816,69 @@ impl Inner {
             return Ok(()); // wait for more parts
         }
         // Exactly one of the parts that see a complete set wins the claim.
-        match self.joined.acquire(&key).await? {
-            Acquired::Held(holder) => {
-                let (record_keys, parts): (Vec<String>, Vec<Part>) = parts.into_iter().unzip();
-                let joined = self.joined_message(&key, &parts)?;
-                self.emit(holder, joined, record_keys, next).await
-            }
-            // Being joined by another holder, which answers for it (its parts are stored).
-            Acquired::Busy => Ok(()),
-            Acquired::Settled(marker) if marker == JOINED => {
-                // Joined while this part was being stored: it is a stray, not a new join.
-                if stored {
-                    store.delete(&self.parts, &part_key(&key, &source)).await?;
+        self.claim_and_emit(key, source, stored, parts, next).await
+    }
+
+    /// Claims a key whose parts are complete and emits its join. A part that finds the key held
+    /// by another holder waits for it (up to one lease), because that holder may never finish: its
+    /// process may be killed, and then the part that brought it the key is redelivered only to
+    /// find the dead claim still live. If the holder commits, this part is a stray; if it fails
+    /// or its lease runs out, this part takes the key and joins it. Past the wait it fails with
+    /// [`PipelineError::InFlight`] (retryable): acknowledging it would leave the key to a holder
+    /// that may be gone.
+    async fn claim_and_emit(
+        &self,
+        key: String,
+        source: String,
+        stored: bool,
+        mut parts: Vec<(String, Part)>,
+        next: Next,
+    ) -> Result<(), PipelineError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        let mut waited = false;
+        loop {
+            match self.joined.acquire(&key).await? {
+                Acquired::Held(holder) => {
+                    if waited {
+                        // The holder we waited for failed or died: its parts are still stored,
+                        // and others may have arrived meanwhile.
+                        let (mut groups, _) = self.load_parts(&part_prefix(&key)).await?;
+                        parts = groups.remove(&key).unwrap_or_default();
+                        if !self.condition.matches(&sources(&parts)) {
+                            holder.release().await;
+                            return Ok(()); // swept or expired meanwhile: nothing to join
+                        }
+                    }
+                    let (record_keys, parts): (Vec<String>, Vec<Part>) = parts.into_iter().unzip();
+                    let joined = self.joined_message(&key, &parts)?;
+                    return self.emit(holder, joined, record_keys, next).await;
                 }
-                self.late(&key)
+                Acquired::Busy => {
+                    // A little past one lease, so that a dead holder's claim has surely run out.
+                    if started.elapsed() >= self.joined.lease + self.joined.lease / 4 {
+                        return Err(PipelineError::InFlight { key });
+                    }
+                    waited = true;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Acquired::Settled(marker) if marker == JOINED => {
+                    // Joined while this part was being stored: it is a stray, not a new join.
+                    if stored {
+                        self.store
+                            .delete(&self.parts, &part_key(&key, &source))
+                            .await?;
+                    }
+                    return self.late(&key);
+                }
+                Acquired::Settled(_) => {
+                    return Err(PipelineError::Corrupt(format!(
+                        "join marker of key `{key}` in `{}`",
+                        self.joined.namespace
+                    )));
+                }
             }
-            Acquired::Settled(_) => Err(PipelineError::Corrupt(format!(
-                "join marker of key `{key}` in `{}`",
-                self.joined.namespace
-            ))),
         }
     }
 
@@ -966,5 +1015,74 @@ mod tests {
         assert_eq!(by_source["array"], b"[1,2]");
         assert_eq!(by_source["text"], b"plain");
         assert_eq!(by_source["empty"], b"");
+    }
+
+    /// Two parts completing key `k` while a holder in another process (a foreign claim, as a
+    /// killed process leaves behind) holds it; returns how often the joined handler ran and what
+    /// the completing part returned.
+    async fn complete_while_held_elsewhere(
+        settle: impl FnOnce(Arc<dyn Store>, Arc<str>) -> tokio::task::JoinHandle<()>,
+    ) -> (u64, Result<(), PipelineError>, Arc<dyn Store>) {
+        use crate::pipeline::{Pipeline, handler::from_fn};
+        use crate::store::MemoryStore;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let join = Join::new(Condition::all_of(["a", "b"]), Arc::clone(&store))
+            .lease(Duration::from_millis(150));
+        let namespace = Arc::clone(&join.inner.joined.namespace);
+        let runs = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&runs);
+        let pipeline = Pipeline::builder()
+            .then(join)
+            .then(from_fn(move |_message: Message, _next| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            }))
+            .build();
+        let foreign = b"claim/another-run/7".to_vec();
+        let put = store
+            .put(&namespace, "k", foreign, Some(Duration::from_millis(150)))
+            .await;
+        assert!(put.is_ok());
+        let settling = settle(Arc::clone(&store), namespace);
+        let first = pipeline
+            .process(Message::new("a", "k", b"1".to_vec()))
+            .await;
+        assert!(first.is_ok(), "{first:?}");
+        let completing = pipeline
+            .process(Message::new("b", "k", b"2".to_vec()))
+            .await;
+        assert!(settling.await.is_ok());
+        (runs.load(Ordering::SeqCst), completing, store)
+    }
+
+    #[tokio::test]
+    async fn a_complete_key_held_by_a_dead_holder_is_joined_once_its_lease_runs_out() {
+        // The holder never finishes (its process was killed): the part that completes the key
+        // must not be acknowledged with nothing joined, or the key stays stuck with its parts.
+        let (runs, completing, store) =
+            complete_while_held_elsewhere(|_, _| tokio::spawn(async {})).await;
+        assert!(completing.is_ok(), "{completing:?}");
+        assert_eq!(runs, 1, "joined once the dead holder's lease ran out");
+        let left = store.scan("join:parts", "").await.map(|parts| parts.len());
+        assert_eq!(left.ok(), Some(0), "the parts were consumed");
+    }
+
+    #[tokio::test]
+    async fn a_complete_key_its_holder_commits_meanwhile_is_a_stray_not_a_second_join() {
+        let (runs, completing, store) = complete_while_held_elsewhere(|store, namespace| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                let _ = store.put(&namespace, "k", JOINED.to_vec(), None).await;
+            })
+        })
+        .await;
+        assert!(completing.is_ok(), "{completing:?}");
+        assert_eq!(runs, 0, "the other holder joined it");
+        let left = store.scan("join:parts", "").await.map(|parts| parts.len());
+        assert_eq!(
+            left.ok(),
+            Some(1),
+            "the part that saw the commit removed itself"
+        );
     }
 }

@@ -87,6 +87,8 @@ mod dispatch;
 mod event;
 mod lifecycle;
 mod listener;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod once;
 mod panic;
 #[cfg(feature = "pipeline")]

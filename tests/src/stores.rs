@@ -89,6 +89,11 @@ impl PostgresSchema {
         }
     }
 
+    /// The schema's name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
     /// Drops the schema and everything in it.
     pub async fn drop_schema(self) {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)

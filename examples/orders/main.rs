@@ -8,7 +8,13 @@
 //! cargo run --example orders -- --orders 1000 --memory
 //! cargo run --example orders -- --db orders.db    # keep the store; run again to resume
 //! cargo run --example orders -- --postgres postgres://postgres@127.0.0.1:5432/test
+//! cargo run --example orders -- --nats nats://127.0.0.1:4222 --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
+//!
+//! With `--nats`, the events travel through NATS JetStream instead of the in-process registries:
+//! 64 producer tasks publish them, and `--consumers` members of the work-queue group `orders` per
+//! event type pull them into the same pipeline, each event acknowledged once the pipeline is done
+//! with it.
 
 mod args;
 mod events;
@@ -19,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use event_bus::nats::{Consuming, Nats};
 use event_bus::pipeline::{
     DeadLetters, Durable, Erased, Idempotency, Join, Joined, Pipeline, PipelineError, Transform,
     handle_joined, stage,
@@ -70,11 +77,16 @@ async fn main() -> ExitCode {
 async fn compare(args: args::Args) -> Result<(), PipelineError> {
     let memory = run(args::Args {
         store: StoreChoice::Memory,
+        nats: None,
         ..args
     })
     .await?;
     println!();
-    let sqlite = run(args).await?;
+    let sqlite = run(args::Args {
+        store: args.store,
+        ..args
+    })
+    .await?;
     println!(
         "\nSQLite / memory: {:.2} s / {:.2} s = {:.1}x",
         sqlite.as_secs_f64(),
@@ -141,20 +153,10 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
         .then(business)
         .build();
 
-    // Durable delivery, fed by the three event types' registries.
-    let durable = Durable::new(Arc::clone(&store), pipeline);
-    let recovered = durable.recover().await?;
-    if recovered.succeeded + recovered.failed + recovered.in_flight > 0 {
-        eprintln!(
-            "recovered {} message(s) left by an earlier run ({} failed again, {} still claimed by it)",
-            recovered.succeeded, recovered.failed, recovered.in_flight
-        );
-    }
-    let subscriptions = (
-        durable.listen::<OrderRequested>()?,
-        durable.listen::<PaymentConfirmed>()?,
-        durable.listen::<InventoryReserved>()?,
-    );
+    let delivery = match &args.nats {
+        None => in_process(&store, pipeline).await?,
+        Some(url) => over_nats(url, args.consumers, &pipeline).await?,
+    };
 
     let traffic = traffic::generate(args.orders, 2026);
     let total = traffic.parts.len();
@@ -170,20 +172,34 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     let parts = Arc::new(traffic.parts);
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicU64::new(0));
+    let nats = match &delivery {
+        Delivery::Nats(nats, _) => Some(nats.clone()),
+        Delivery::InProcess(..) => None,
+    };
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|_| {
-            let (parts, next, failures, progress) = (
+            let (parts, next, failures, progress, nats) = (
                 Arc::clone(&parts),
                 Arc::clone(&next),
                 Arc::clone(&failures),
                 progress.clone(),
+                nats.clone(),
             );
             tokio::spawn(async move {
                 while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let report = traffic::send(*part).await;
-                    if !report.is_success() {
+                    let problem = match &nats {
+                        None => {
+                            let report = traffic::send(*part).await;
+                            (!report.is_success()).then(|| format!("dispatch failed: {report}"))
+                        }
+                        Some(nats) => traffic::publish(nats, *part)
+                            .await
+                            .err()
+                            .map(|error| format!("publish failed: {error}")),
+                    };
+                    if let Some(problem) = problem {
                         failures.fetch_add(1, Ordering::Relaxed);
-                        progress.println(format!("dispatch failed: {report}"));
+                        progress.println(problem);
                     }
                     progress.inc(1);
                 }
@@ -193,11 +209,26 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     for producer in producers {
         producer.await.map_err(PipelineError::permanent)?;
     }
+    match delivery {
+        Delivery::InProcess(subscriptions) => {
+            subscriptions.0.unsubscribe();
+            subscriptions.1.unsubscribe();
+            subscriptions.2.unsubscribe();
+        }
+        Delivery::Nats(_, consumers) => {
+            // Every published event is acknowledged once the pipeline is done with it.
+            let published = (total as u64).saturating_sub(failures.load(Ordering::Relaxed));
+            progress.set_message("waiting for the consumers");
+            while consumers.iter().map(|c| c.stats().acked).sum::<u64>() < published {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for consuming in consumers {
+                consuming.shutdown().await;
+            }
+        }
+    }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    subscriptions.0.unsubscribe();
-    subscriptions.1.unsubscribe();
-    subscriptions.2.unsubscribe();
 
     // Orders that never got all three parts (they stay pending: a later run may complete them).
     let incomplete = join.pending().await?;
@@ -205,7 +236,17 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
     let seconds = elapsed.as_secs_f64();
     let joins = join.stats();
     let idem = idempotency.stats();
-    println!("orders example: {} orders, {total} messages", args.orders);
+    let transport = match &args.nats {
+        Some(url) => format!(
+            "through NATS JetStream at {url}, {} consumer(s) per event type",
+            args.consumers
+        ),
+        None => "in process".to_owned(),
+    };
+    println!(
+        "orders example: {} orders, {total} messages, {transport}",
+        args.orders
+    );
     println!(
         "  produced            {} duplicate parts, {} orders missing a part",
         traffic.duplicates, traffic.incomplete
@@ -257,4 +298,76 @@ async fn run(args: args::Args) -> Result<Duration, PipelineError> {
         None => println!("  store               in memory ({shipments} shipments)"),
     }
     Ok(elapsed)
+}
+
+/// How events reach the pipeline.
+enum Delivery {
+    /// The three registries feed a durable inbox (kept by the listen subscriptions).
+    InProcess(
+        (
+            event_bus::Subscription<OrderRequested>,
+            event_bus::Subscription<PaymentConfirmed>,
+            event_bus::Subscription<InventoryReserved>,
+        ),
+    ),
+    /// NATS JetStream consumers feed the pipeline.
+    Nats(Nats, Vec<Consuming>),
+}
+
+/// Durable delivery, fed by the three event types' registries; first resumes what a crashed run
+/// left in the inbox.
+async fn in_process(store: &Arc<dyn Store>, pipeline: Pipeline) -> Result<Delivery, PipelineError> {
+    let durable = Durable::new(Arc::clone(store), pipeline);
+    let recovered = durable.recover().await?;
+    if recovered.succeeded + recovered.failed + recovered.in_flight > 0 {
+        eprintln!(
+            "recovered {} message(s) left by an earlier run ({} failed again, {} still claimed by it)",
+            recovered.succeeded, recovered.failed, recovered.in_flight
+        );
+    }
+    Ok(Delivery::InProcess((
+        durable.listen::<OrderRequested>()?,
+        durable.listen::<PaymentConfirmed>()?,
+        durable.listen::<InventoryReserved>()?,
+    )))
+}
+
+/// Fresh streams for the three event types, and `consumers` members of the group `orders` per
+/// type, each handling 8 events at once through `pipeline`.
+async fn over_nats(
+    url: &str,
+    consumers: usize,
+    pipeline: &Pipeline,
+) -> Result<Delivery, PipelineError> {
+    let nats = Nats::connect(url)
+        .await
+        .map_err(PipelineError::retryable)?
+        .subject_prefix("orders-example")
+        .source("/orders-example");
+    for deleted in [
+        nats.delete_stream::<OrderRequested>().await,
+        nats.delete_stream::<PaymentConfirmed>().await,
+        nats.delete_stream::<InventoryReserved>().await,
+    ] {
+        deleted.map_err(PipelineError::retryable)?;
+    }
+    let mut members = Vec::new();
+    for _ in 0..consumers {
+        members.push(member::<OrderRequested>(&nats, pipeline).await?);
+        members.push(member::<PaymentConfirmed>(&nats, pipeline).await?);
+        members.push(member::<InventoryReserved>(&nats, pipeline).await?);
+    }
+    Ok(Delivery::Nats(nats, members))
+}
+
+async fn member<E: event_bus::Event + serde::de::DeserializeOwned>(
+    nats: &Nats,
+    pipeline: &Pipeline,
+) -> Result<Consuming, PipelineError> {
+    nats.consume::<E>("orders")
+        .pipeline(pipeline.clone())
+        .concurrency(8)
+        .start()
+        .await
+        .map_err(PipelineError::retryable)
 }

@@ -1,6 +1,7 @@
 //! The incoming traffic: every event of every order, shuffled (out of order), with about 5% sent
 //! twice and about 1% of orders never getting their inventory reservation.
 
+use event_bus::nats::{Nats, NatsError};
 use event_bus::prelude::*;
 
 use crate::events::{InventoryReserved, OrderRequested, PaymentConfirmed};
@@ -50,31 +51,41 @@ pub fn generate(orders: u64, seed: u64) -> Traffic {
 /// Builds the event and dispatches it, awaiting every listener (the pipeline) in order.
 pub async fn send(part: Part) -> Report {
     match part {
-        Part::Order(order_id) => {
-            OrderRequested {
-                order_id,
-                customer: format!("customer-{}", order_id % 997),
-                details: "gift wrap, deliver after 5pm; ".repeat(64),
-            }
-            .deliver()
-            .await
-        }
-        Part::Payment(order_id) => {
-            PaymentConfirmed {
-                order_id,
-                cents: 1_000 + order_id % 9_000,
-            }
-            .deliver()
-            .await
-        }
-        Part::Inventory(order_id) => {
-            InventoryReserved {
-                order_id,
-                sku: format!("SKU-{:04}", order_id % 1_000),
-                quantity: 1 + (order_id % 3) as u32,
-            }
-            .deliver()
-            .await
-        }
+        Part::Order(order_id) => order(order_id).deliver().await,
+        Part::Payment(order_id) => payment(order_id).deliver().await,
+        Part::Inventory(order_id) => inventory(order_id).deliver().await,
+    }
+}
+
+/// Builds the event and publishes it to NATS JetStream, returning once the stream stored it.
+pub async fn publish(nats: &Nats, part: Part) -> Result<(), NatsError> {
+    match part {
+        Part::Order(order_id) => nats.publish(&order(order_id)).await,
+        Part::Payment(order_id) => nats.publish(&payment(order_id)).await,
+        Part::Inventory(order_id) => nats.publish(&inventory(order_id)).await,
+    }
+    .map(drop)
+}
+
+fn order(order_id: u64) -> OrderRequested {
+    OrderRequested {
+        order_id,
+        customer: format!("customer-{}", order_id % 997),
+        details: "gift wrap, deliver after 5pm; ".repeat(64),
+    }
+}
+
+fn payment(order_id: u64) -> PaymentConfirmed {
+    PaymentConfirmed {
+        order_id,
+        cents: 1_000 + order_id % 9_000,
+    }
+}
+
+fn inventory(order_id: u64) -> InventoryReserved {
+    InventoryReserved {
+        order_id,
+        sku: format!("SKU-{:04}", order_id % 1_000),
+        quantity: 1 + (order_id % 3) as u32,
     }
 }

@@ -490,7 +490,7 @@ async fn open(
 }
 
 /// How long one pull request waits for events before the next one is sent.
-const PULL_WAIT: Duration = Duration::from_secs(1);
+const PULL_WAIT: Duration = Duration::from_millis(100);
 
 /// The pull loop: it asks for as many events as there are free slots (waiting at most
 /// [`PULL_WAIT`]), so that nothing is fetched that cannot start at once, and handles each in its

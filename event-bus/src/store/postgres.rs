@@ -8,8 +8,8 @@
 //!
 //! Single operations are one statement each (`INSERT … ON CONFLICT`, conditional `UPDATE`,
 //! `DELETE … RETURNING`); a [`Batch`] is one transaction at `SERIALIZABLE` isolation (so a
-//! precondition that a record is absent holds at commit), retried a few times on a serialization
-//! failure, and rolled back entirely on a failed precondition
+//! precondition that a record is absent holds at commit), retried with exponential backoff and
+//! jitter for up to 10 s on serialization failures and deadlocks, and rolled back entirely on a failed precondition
 //! ([`StoreError::Conflict`]). Connections come from a `deadpool-postgres` pool; a broken
 //! connection is replaced on the next call.
 
@@ -24,8 +24,9 @@ use super::{Batch, Op, Store, StoreError, StoreFuture, expiry, now_millis, prefi
 
 /// The schema version this code writes and reads.
 const SCHEMA_VERSION: i32 = 1;
-/// How many times a batch is retried after a serialization failure.
-const SERIALIZATION_RETRIES: usize = 8;
+/// How long a batch keeps being retried after serialization failures (which are transient: under
+/// heavy contention `SERIALIZABLE` refuses some commits that would have been fine).
+const SERIALIZATION_BUDGET: Duration = Duration::from_secs(10);
 
 /// The durable store on PostgreSQL (feature `postgres`).
 ///
@@ -338,8 +339,18 @@ impl PostgresStore {
     }
 }
 
+/// A store error that says what PostgreSQL said (tokio-postgres's own message for a server
+/// error is only "db error").
 fn backend(error: tokio_postgres::Error) -> StoreError {
-    StoreError::backend(error)
+    match error.as_db_error() {
+        Some(db) => StoreError::backend(format!(
+            "PostgreSQL {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        )),
+        None => StoreError::backend(error),
+    }
 }
 
 fn is_serialization_failure(error: &tokio_postgres::Error) -> bool {
@@ -498,18 +509,17 @@ impl Store for PostgresStore {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut attempt = 0;
+            let started = std::time::Instant::now();
+            let mut ceiling = Duration::from_millis(2);
             loop {
-                attempt += 1;
                 match self.try_apply(&batch).await {
                     Ok(outcome) => return outcome,
                     Err(error)
-                        if is_serialization_failure(&error) && attempt < SERIALIZATION_RETRIES =>
+                        if is_serialization_failure(&error)
+                            && started.elapsed() < SERIALIZATION_BUDGET =>
                     {
-                        tokio::time::sleep(Duration::from_millis(fastrand::u64(
-                            1..=5 * attempt as u64,
-                        )))
-                        .await;
+                        tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                        ceiling = (ceiling * 2).min(Duration::from_millis(200));
                     }
                     Err(error) => return Err(backend(error)),
                 }

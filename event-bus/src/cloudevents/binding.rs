@@ -105,16 +105,36 @@ pub fn write(
     mode: Mode,
     headers: &mut HeaderMap,
 ) -> Result<Vec<u8>, CloudEventError> {
+    write_with(event, mode, |name, value| {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| CloudEventError::invalid(name, "not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| CloudEventError::invalid(name, "cannot be written as a header value"))?;
+        headers.insert(header, value);
+        Ok(())
+    })
+}
+
+/// [`write`] into any header store: `header(name, value)` is called for each header (names in
+/// lower case, values already percent-encoded); returns the body. Shared with the NATS binding.
+pub(crate) fn write_with(
+    event: &CloudEvent,
+    mode: Mode,
+    mut header: impl FnMut(&str, &str) -> Result<(), CloudEventError>,
+) -> Result<Vec<u8>, CloudEventError> {
     match mode {
         Mode::Structured => {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(STRUCTURED));
+            header(CONTENT_TYPE.as_str(), STRUCTURED)?;
             Ok(event.to_json())
         }
         Mode::Binary => {
-            for (name, value) in event.attributes() {
-                let header = HeaderName::from_bytes(format!("ce-{name}").as_bytes())
-                    .map_err(|_| CloudEventError::invalid(name, "not a valid header name"))?;
-                headers.insert(header, encode_header_value(name, &value)?);
+            let mut name = String::from("ce-");
+            for (attribute, value) in event.attributes() {
+                name.truncate(3);
+                name.push_str(attribute);
+                let encoded: std::borrow::Cow<'_, str> =
+                    utf8_percent_encode(&value, HEADER_VALUE).into();
+                header(&name, &encoded)?;
             }
             if let Some(content_type) = event.datacontenttype() {
                 let essence = content_type.trim_start().to_ascii_lowercase();
@@ -125,16 +145,16 @@ pub fn write(
                         "a CloudEvents media type cannot be the data's type in binary mode; use structured mode",
                     ));
                 }
-                let value = HeaderValue::from_str(content_type)
-                    .ok()
-                    .filter(|value| value.to_str().is_ok())
-                    .ok_or_else(|| {
-                        CloudEventError::invalid(
-                            "datacontenttype",
-                            "a Content-Type header value is visible ASCII",
-                        )
-                    })?;
-                headers.insert(CONTENT_TYPE, value);
+                if !content_type
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                {
+                    return Err(CloudEventError::invalid(
+                        "datacontenttype",
+                        "a Content-Type header value is visible ASCII",
+                    ));
+                }
+                header(CONTENT_TYPE.as_str(), content_type)?;
             }
             Ok(event.data().map(<[u8]>::to_vec).unwrap_or_default())
         }
@@ -225,19 +245,30 @@ fn read_binary(
     content_type: Option<String>,
     body: &[u8],
 ) -> Result<CloudEvent, CloudEventError> {
+    let attributes = headers.keys().filter_map(|name| {
+        let attribute = name.as_str().strip_prefix("ce-")?;
+        let mut values = headers.get_all(name).iter();
+        let value = match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().map_err(|_| "the header value is not ASCII"),
+            _ => Err("given more than once"),
+        };
+        Some((attribute, value))
+    });
+    read_binary_with(attributes, content_type, body)
+}
+
+/// A binary-mode event from its `ce-` attributes (name without the prefix, and the header's
+/// percent-encoded value or why it cannot be read), its content type and its body. Shared with
+/// the NATS binding.
+pub(crate) fn read_binary_with<'h>(
+    attributes: impl Iterator<Item = (&'h str, Result<&'h str, &'static str>)>,
+    content_type: Option<String>,
+    body: &[u8],
+) -> Result<CloudEvent, CloudEventError> {
     let mut event = CloudEvent::placeholder();
     let mut seen = Vec::new();
-    for name in headers.keys() {
-        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
-            continue;
-        };
-        let mut values = headers.get_all(name).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return Err(CloudEventError::invalid(attribute, "given more than once"));
-        };
-        let text = value
-            .to_str()
-            .map_err(|_| CloudEventError::invalid(attribute, "the header value is not ASCII"))?;
+    for (attribute, value) in attributes {
+        let text = value.map_err(|reason| CloudEventError::invalid(attribute, reason))?;
         let decoded = percent_decode_str(text)
             .decode_utf8()
             .map_err(|_| CloudEventError::invalid(attribute, "percent-decodes to invalid UTF-8"))?;
@@ -253,12 +284,6 @@ fn read_binary(
     let data = (!body.is_empty()).then(|| body.to_vec());
     event.set_data(content_type, data);
     Ok(event)
-}
-
-fn encode_header_value(name: &str, value: &str) -> Result<HeaderValue, CloudEventError> {
-    let encoded = utf8_percent_encode(value, HEADER_VALUE).to_string();
-    HeaderValue::from_str(&encoded)
-        .map_err(|_| CloudEventError::invalid(name, "cannot be written as a header value"))
 }
 
 #[cfg(test)]

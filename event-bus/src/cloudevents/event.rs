@@ -607,12 +607,13 @@ impl CloudEvent {
 
     /// Every attribute but `datacontenttype` and the data, as (name, text) pairs: what binary mode
     /// writes as `ce-` headers.
-    pub(crate) fn attributes(&self) -> Vec<(&str, String)> {
+    pub(crate) fn attributes(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
+        use std::borrow::Cow;
         let mut attributes = vec![
-            ("specversion", SPEC_VERSION.to_owned()),
-            ("id", self.id.clone()),
-            ("source", self.source.clone()),
-            ("type", self.ty.clone()),
+            ("specversion", Cow::Borrowed(SPEC_VERSION)),
+            ("id", Cow::Borrowed(self.id.as_str())),
+            ("source", Cow::Borrowed(self.source.as_str())),
+            ("type", Cow::Borrowed(self.ty.as_str())),
         ];
         let optional = [
             ("dataschema", &self.dataschema),
@@ -621,11 +622,15 @@ impl CloudEvent {
         ];
         for (name, value) in optional {
             if let Some(value) = value {
-                attributes.push((name, value.clone()));
+                attributes.push((name, Cow::Borrowed(value.as_str())));
             }
         }
         for (name, value) in &self.extensions {
-            attributes.push((name, value.to_string()));
+            let value = match value.as_str() {
+                Some(text) => Cow::Borrowed(text),
+                None => Cow::Owned(value.to_string()),
+            };
+            attributes.push((name, value));
         }
         attributes
     }

@@ -1,5 +1,6 @@
 //! [`Nats`]: a connection to a NATS server with JetStream, and publishing typed events on it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -346,7 +347,7 @@ impl Nats {
     /// ```
     pub async fn publish<E: Event + Serialize>(&self, event: &E) -> Result<Published, NatsError> {
         let cloud = CloudEvent::from_event(event, self.inner.source.clone())?;
-        self.publish_cloud(&self.subject::<E>(), &cloud).await
+        self.send(&self.subject::<E>(), traced(cloud)).await
     }
 
     /// Publishes a CloudEvent on `subject` (which must belong to a stream; a subject of a typed
@@ -369,13 +370,18 @@ impl Nats {
         subject: &str,
         event: &CloudEvent,
     ) -> Result<Published, NatsError> {
-        self.ensure_stream_of(subject).await?;
-        let mut event = event.clone();
-        if TraceContext::of(&event).is_none()
-            && let Some(context) = TraceContext::current()
-        {
-            context.child().write_into(&mut event);
+        if TraceContext::of(event).is_none() && TraceContext::current().is_some() {
+            return self.send(subject, traced(event.clone())).await;
         }
+        self.send(subject, Cow::Borrowed(event)).await
+    }
+
+    async fn send(
+        &self,
+        subject: &str,
+        event: Cow<'_, CloudEvent>,
+    ) -> Result<Published, NatsError> {
+        self.ensure_stream_of(subject).await?;
         let (headers, payload) = wire::write(&event, self.inner.mode)?;
         let failed = |reason: String| NatsError::Publish {
             subject: subject.to_owned(),
@@ -437,6 +443,16 @@ impl Nats {
     pub fn consume<E: Event + DeserializeOwned>(&self, group: &str) -> Consume<E> {
         Consume::new(self.clone(), group)
     }
+}
+
+/// `event` with the current trace context's child written into it, unless it carries one.
+fn traced(mut event: CloudEvent) -> Cow<'static, CloudEvent> {
+    if TraceContext::of(&event).is_none()
+        && let Some(context) = TraceContext::current()
+    {
+        context.child().write_into(&mut event);
+    }
+    Cow::Owned(event)
 }
 
 /// A subject for a stream: non-empty tokens, no wildcards, no whitespace.

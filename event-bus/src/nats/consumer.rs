@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
@@ -492,9 +493,15 @@ async fn open(
 /// How long one pull request waits for events before the next one is sent.
 const PULL_WAIT: Duration = Duration::from_millis(100);
 
-/// The pull loop: it asks for as many events as there are free slots (waiting at most
-/// [`PULL_WAIT`]), so that nothing is fetched that cannot start at once, and handles each in its
-/// own task. On stop, the last pull is emptied and every task in hand awaited.
+/// How many pull requests may be open at once: each asks for a share of the free slots, so that
+/// the next events are already on their way while the last ones are handled.
+const OPEN_PULLS: usize = 4;
+
+/// The pull loop. Pull requests ask only for as many events as there are free slots (waiting at
+/// most [`PULL_WAIT`]), so that nothing is fetched that cannot start at once; up to
+/// [`OPEN_PULLS`] are open at a time, each in its own task, which handles each event it brings in
+/// a task of its own. On stop, no new pull is sent; the open ones are emptied (their events
+/// handled, rather than left to the ack wait) and every task in hand awaited.
 async fn run<E: Event + DeserializeOwned>(
     settings: Arc<Settings>,
     mut consumer: jetstream::consumer::Consumer<pull::Config>,
@@ -502,38 +509,43 @@ async fn run<E: Event + DeserializeOwned>(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
-    let mut tasks = JoinSet::new();
+    let share = settings.concurrency.div_ceil(OPEN_PULLS);
+    let mut pulls = JoinSet::new();
     let name = durable_name(&settings);
     let mut pause = Duration::from_millis(100);
-    let mut stopping = false;
-    while !stopping {
-        while tasks.try_join_next().is_some() {}
-        let first = tokio::select! {
+    loop {
+        while pulls.try_join_next().is_some() {}
+        let permits = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot,
+            permits = Arc::clone(&slots).acquire_many_owned(share as u32) => permits,
         };
-        let Ok(first) = first else {
+        let Ok(mut permits) = permits else {
             break; // the semaphore is never closed
         };
-        let mut free = vec![first];
-        while let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-            free.push(slot);
+        while permits.num_permits() < settings.concurrency
+            && let Ok(more) = Arc::clone(&slots).try_acquire_owned()
+        {
+            permits.merge(more);
+            if permits.num_permits() >= share {
+                break;
+            }
         }
         let pulled = consumer
             .batch()
-            .max_messages(free.len())
+            .max_messages(permits.num_permits())
             .expires(PULL_WAIT)
             .messages()
             .await;
-        let mut pulled = match pulled {
+        match pulled {
             Ok(pulled) => {
                 pause = Duration::from_millis(100);
-                pulled
+                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
+                pulls.spawn(drain_pull::<E>(settings, stats, pulled, permits));
             }
             Err(error) => {
+                drop(permits);
                 tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
-                drop(free);
                 if wait_or_stop(&mut stop, pause).await {
                     break;
                 }
@@ -542,39 +554,41 @@ async fn run<E: Event + DeserializeOwned>(
                 if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
                     consumer = reopened;
                 }
-                continue;
-            }
-        };
-        // The pull ends by itself (all asked for, or its wait is over); events it brings are
-        // handled even when a stop comes meanwhile, rather than left to the ack wait.
-        loop {
-            let next = tokio::select! {
-                next = pulled.next() => next,
-                _ = stop.changed(), if !stopping => {
-                    stopping = true;
-                    continue;
-                }
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let Some(slot) = free.pop() else {
-                        break; // more than asked for: never happens; left to the ack wait
-                    };
-                    let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
-                    tasks.spawn(async move {
-                        handle::<E>(&settings, &stats, message).await;
-                        drop(slot);
-                    });
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(consumer = %name, %error, "pull ended with an error");
-                    break;
-                }
-                None => break,
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    while pulls.join_next().await.is_some() {}
+}
+
+/// Handles every event one pull request brings, each in its own task holding one of `permits`,
+/// and waits for them.
+async fn drain_pull<E: Event + DeserializeOwned>(
+    settings: Arc<Settings>,
+    stats: Arc<Counters>,
+    mut pulled: pull::Batch,
+    mut permits: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut handlers = JoinSet::new();
+    while let Some(next) = pulled.next().await {
+        match next {
+            Ok(message) => {
+                let Some(slot) = permits.split(1) else {
+                    break; // more than asked for: never happens; left to the ack wait
+                };
+                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
+                handlers.spawn(async move {
+                    handle::<E>(&settings, &stats, message).await;
+                    drop(slot);
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a pull ended with an error");
+                break;
+            }
+        }
+    }
+    drop(permits); // what the pull did not use
+    while handlers.join_next().await.is_some() {}
 }
 
 /// Sleeps `pause` unless asked to stop first; `true` when asked to stop.
@@ -620,12 +634,8 @@ async fn handle<E: Event + DeserializeOwned>(
     let result = match cloud {
         Err(error) => Err((Failure::Malformed(error), None)),
         Ok(cloud) => {
-            let work = with_progress(
-                &message,
-                settings.ack_wait,
-                deliver::<E>(settings, cloud.clone()),
-            )
-            .instrument(span.clone());
+            let work = with_progress(&message, settings.ack_wait, deliver::<E>(settings, &cloud))
+                .instrument(span.clone());
             let result = match TraceContext::of(&cloud) {
                 Some(context) => context.scope(work).await,
                 None => work.await,
@@ -641,7 +651,7 @@ async fn handle<E: Event + DeserializeOwned>(
 /// Hands one event to the target.
 async fn deliver<E: Event + DeserializeOwned>(
     settings: &Settings,
-    cloud: CloudEvent,
+    cloud: &CloudEvent,
 ) -> Result<(), Failure> {
     match &settings.target {
         Target::Registry => {
@@ -658,14 +668,14 @@ async fn deliver<E: Event + DeserializeOwned>(
         Target::Pipeline(pipeline) => {
             cloud.decode::<E>().map_err(Failure::Malformed)?;
             pipeline
-                .process(cloud.into_message())
+                .process(cloud.clone().into_message())
                 .await
                 .map_err(Failure::Failed)
         }
         Target::Durable(durable) => {
             cloud.decode::<E>().map_err(Failure::Malformed)?;
             let accepted = durable
-                .accept(cloud.into_message())
+                .accept(cloud.clone().into_message())
                 .await
                 .map_err(Failure::Failed)?;
             // Stored: acknowledging no longer depends on processing. A failure stays in the
@@ -687,8 +697,14 @@ async fn with_progress<T>(
     ack_wait: Duration,
     work: impl Future<Output = T>,
 ) -> T {
-    let period = ack_wait / 3;
     let mut work = std::pin::pin!(work);
+    // Most work finishes in its first poll: no timer for it.
+    if let Poll::Ready(result) =
+        std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await
+    {
+        return result;
+    }
+    let period = ack_wait / 3;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {

@@ -4,7 +4,7 @@
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 
-use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode, Received};
+use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode};
 
 /// The headers and payload of a NATS message carrying `event` in `mode`, with `Nats-Msg-Id` set
 /// to the event's id (so JetStream drops a second publish of the same event inside the stream's
@@ -27,15 +27,11 @@ use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode, Received};
 /// # Ok::<(), event_bus::cloudevents::CloudEventError>(())
 /// ```
 pub fn write(event: &CloudEvent, mode: Mode) -> Result<(HeaderMap, Vec<u8>), CloudEventError> {
-    let mut http = http::HeaderMap::new();
-    let payload = cloudevents::write(event, mode, &mut http)?;
     let mut headers = HeaderMap::new();
-    for (name, value) in &http {
-        let value = value
-            .to_str()
-            .map_err(|_| CloudEventError::invalid(name.as_str(), "not a visible ASCII value"))?;
-        headers.insert(name.as_str(), value);
-    }
+    let payload = cloudevents::write_with(event, mode, |name, value| {
+        headers.insert(name, value);
+        Ok(())
+    })?;
     headers.insert(NATS_MESSAGE_ID, event.id());
     Ok((headers, payload))
 }
@@ -56,31 +52,54 @@ pub fn write(event: &CloudEvent, mode: Mode) -> Result<(HeaderMap, Vec<u8>), Clo
 /// # Ok::<(), CloudEventError>(())
 /// ```
 pub fn read(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<CloudEvent, CloudEventError> {
-    let mut http = http::HeaderMap::new();
-    for (name, values) in headers.map(HeaderMap::iter).into_iter().flatten() {
+    let headers = headers.map(HeaderMap::iter).into_iter().flatten();
+    let mut content_type = None;
+    let mut binary = false;
+    for (name, values) in headers.clone() {
         let name: &str = name.as_ref();
-        let Ok(http_name) = http::HeaderName::from_bytes(name.as_bytes()) else {
-            if name.to_ascii_lowercase().starts_with("ce-") {
-                return Err(CloudEventError::invalid(name, "not a valid header name"));
-            }
-            continue; // not ours
-        };
-        for value in values {
-            let value = http::HeaderValue::from_str(value.as_str())
-                .map_err(|_| CloudEventError::invalid(name, "not a valid header value"))?;
-            http.append(http_name.clone(), value);
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = values.first().map(|value| value.as_str().to_owned());
+        } else if name
+            .get(..3)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("ce-"))
+        {
+            binary = true;
         }
     }
-    let binary = http.keys().any(|name| name.as_str().starts_with("ce-"));
-    if !binary && !http.contains_key(http::header::CONTENT_TYPE) {
-        return CloudEvent::from_json(payload);
-    }
-    match cloudevents::read(&http, payload)? {
-        Received::One(event) => Ok(event),
-        Received::Batch(_) => Err(CloudEventError::UnsupportedMediaType(format!(
+    let essence = content_type.as_deref().map(|value| {
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    });
+    match essence.as_deref() {
+        // No headers that say otherwise: a structured event, as publishers without headers send.
+        Some(cloudevents::STRUCTURED) => CloudEvent::from_json(payload),
+        None if !binary => CloudEvent::from_json(payload),
+        Some(cloudevents::BATCH) => Err(CloudEventError::UnsupportedMediaType(format!(
             "{} (the NATS binding carries one event per message)",
             cloudevents::BATCH
         ))),
+        Some(other) if !binary => Err(CloudEventError::UnsupportedMediaType(other.to_owned())),
+        _ => {
+            let attributes = headers.filter_map(|(name, values)| {
+                let name: &str = name.as_ref();
+                if !name
+                    .get(..3)
+                    .is_some_and(|prefix| prefix.eq_ignore_ascii_case("ce-"))
+                {
+                    return None;
+                }
+                let value = match &values[..] {
+                    [value] => Ok(value.as_str()),
+                    _ => Err("given more than once"),
+                };
+                Some((&name[3..], value))
+            });
+            cloudevents::read_binary_with(attributes, content_type, payload)
+        }
     }
 }
 

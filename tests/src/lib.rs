@@ -5,6 +5,7 @@ pub mod orders;
 pub mod parts;
 pub mod recorder;
 pub mod stores;
+pub mod transport;
 
 use std::sync::mpsc;
 use std::thread;

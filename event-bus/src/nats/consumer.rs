@@ -582,7 +582,10 @@ async fn drain_pull<E: Event + DeserializeOwned>(
                 });
             }
             Err(error) => {
+                // The server may be away: hold the slots a moment, so that the next pulls do not
+                // spin while it comes back.
                 tracing::debug!(%error, "a pull ended with an error");
+                tokio::time::sleep(PULL_WAIT).await;
                 break;
             }
         }

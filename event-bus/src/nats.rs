@@ -2,7 +2,7 @@
 //!
 //! - [`Nats`]: a connection. [`publish`](Nats::publish) writes a typed event as a CloudEvent
 //!   (binary mode: attributes in `ce-` headers, see [`write()`] / [`read()`]) on the subject
-//!   `E::NAME`, with `Nats-Msg-Id` = the event id so that the stream drops a second publish of
+//!   `E::NAME`, with `Nats-Msg-Id` = the event's source and id so that the stream drops a second publish of
 //!   the same event, and returns once the stream stored it. [`forward`](Nats::forward) publishes
 //!   every triggered `E` (one line).
 //! - [`Consume`] / [`Consuming`]: a durable pull consumer into `E`'s registry, a

@@ -612,3 +612,107 @@ async fn consumption_survives_the_server_being_killed_and_restarted() {
     eventually("all 40 after the restart", || seen.counts().len() == 40).await;
     consuming.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_may_use_the_same_event_id() {
+    let Some(nats) = connect("sources").await else {
+        return;
+    };
+    let subject = nats.subject::<Item>();
+    let cloud = |source: &str| {
+        event_bus::cloudevents::CloudEvent::new("id-42", source, "suite.item")
+            .map(|cloud| cloud.with_data("application/json", br#"{"id":1}"#.to_vec()))
+            .expect("cloud event")
+    };
+    let a = nats.publish_cloud(&subject, &cloud("/a")).await.expect("a");
+    let b = nats.publish_cloud(&subject, &cloud("/b")).await.expect("b");
+    let again = nats
+        .publish_cloud(&subject, &cloud("/a"))
+        .await
+        .expect("a again");
+    assert!(!a.duplicate && !b.duplicate, "one event per source");
+    assert!(again.duplicate);
+    cleanup(&nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_or_consumer_deleted_on_the_server_is_created_again() {
+    let Some(nats) = connect("recreate").await else {
+        return;
+    };
+    let seen = Seen::default();
+    let consuming = nats
+        .consume::<Item>("recreate")
+        .pipeline(seen.pipeline(never))
+        .start()
+        .await
+        .expect("started");
+    publish_range(&nats, 0..3).await;
+    eventually("the first 3", || seen.handled().len() == 3).await;
+    // Another process (or an operator) deletes the stream, and with it the consumer.
+    let jetstream = async_nats::jetstream::new(nats.client().clone());
+    jetstream
+        .delete_stream(nats.stream_name::<Item>())
+        .await
+        .expect("deleted");
+    publish_range(&nats, 3..6).await; // the first publish creates the stream again
+    eventually("the consumer came back for the next 3", || {
+        seen.handled().len() == 6
+    })
+    .await;
+    consuming.shutdown().await;
+    assert_eq!(seen.handled(), (0..6).collect::<Vec<_>>());
+    cleanup(&nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_follows_the_ack_wait_of_the_consumer_on_the_server() {
+    let Some(nats) = connect("progress").await else {
+        return;
+    };
+    // The group was created with a 1 s ack wait; these members ask for the default 30 s.
+    nats.consume::<Item>("progress")
+        .ack_wait(Duration::from_secs(1))
+        .pipeline(Seen::default().pipeline(never))
+        .start()
+        .await
+        .expect("created")
+        .shutdown()
+        .await;
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let slow = || {
+        let runs = Arc::clone(&runs);
+        Pipeline::builder()
+            .then(from_fn(move |_: Message, _: Next| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    Ok(())
+                }
+            }))
+            .build()
+    };
+    let first = nats
+        .consume::<Item>("progress")
+        .pipeline(slow())
+        .start()
+        .await
+        .expect("first member");
+    let second = nats
+        .consume::<Item>("progress")
+        .pipeline(slow())
+        .start()
+        .await
+        .expect("second member");
+    publish_range(&nats, 0..1).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (a, b) = (first.shutdown().await, second.shutdown().await);
+    assert_eq!(a.acked + b.acked, 1);
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a slow handler is not redelivered to the other member"
+    );
+    cleanup(&nats).await;
+}

@@ -115,6 +115,12 @@ pub fn write(
     })
 }
 
+/// `value` percent-encoded for a header as the binding says (control characters, space, `"` and
+/// `%`): never a line break.
+pub(crate) fn header_value(value: &str) -> std::borrow::Cow<'_, str> {
+    utf8_percent_encode(value, HEADER_VALUE).into()
+}
+
 /// [`write`] into any header store: `header(name, value)` is called for each header (names in
 /// lower case, values already percent-encoded); returns the body. Shared with the NATS binding.
 pub(crate) fn write_with(
@@ -132,9 +138,7 @@ pub(crate) fn write_with(
             for (attribute, value) in event.attributes() {
                 name.truncate(3);
                 name.push_str(attribute);
-                let encoded: std::borrow::Cow<'_, str> =
-                    utf8_percent_encode(&value, HEADER_VALUE).into();
-                header(&name, &encoded)?;
+                header(&name, &header_value(&value))?;
             }
             if let Some(content_type) = event.datacontenttype() {
                 let essence = content_type.trim_start().to_ascii_lowercase();

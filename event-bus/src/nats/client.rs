@@ -288,7 +288,14 @@ impl Nats {
             .jetstream
             .get_or_create_stream(config)
             .await
-            .map_err(|error| NatsError::jetstream(format!("stream {name}"), error))?;
+            .map_err(|error| {
+                let refused = matches!(
+                    error.kind(),
+                    jetstream::context::CreateStreamErrorKind::JetStream(_)
+                        | jetstream::context::CreateStreamErrorKind::InvalidStreamName
+                );
+                NatsError::answered(format!("stream {name}"), error, refused)
+            })?;
         let subjects = &stream.cached_info().config.subjects;
         if !subjects.iter().any(|s| s == subject) {
             return Err(NatsError::Config(format!(
@@ -330,7 +337,7 @@ impl Nats {
     }
 
     /// Publishes `event` as a CloudEvent (see [`CloudEvent::from_event`]; `Nats-Msg-Id` = its
-    /// fresh id) on `E`'s subject, and returns once the stream stored it. The current
+    /// source and fresh id) on `E`'s subject, and returns once the stream stored it. The current
     /// [`TraceContext`] (if any) travels with it.
     ///
     /// A publish that fails with a [retryable](NatsError::is_retryable) error may still have been
@@ -350,9 +357,9 @@ impl Nats {
         self.send(&self.subject::<E>(), traced(cloud)).await
     }
 
-    /// Publishes a CloudEvent on `subject` (which must belong to a stream; a subject of a typed
-    /// event does once [`ensure_stream`](Nats::ensure_stream) ran) and returns once the stream
-    /// stored it; the same event again inside the duplicate window is stored once.
+    /// Publishes a CloudEvent on `subject` (creating the subject's stream, named as for a typed
+    /// event, if needed) and returns once the stream stored it; the same event (same `source` and
+    /// `id`) again inside the duplicate window is stored once.
     ///
     /// ```no_run
     /// # use event_bus::prelude::*;
@@ -383,28 +390,56 @@ impl Nats {
     ) -> Result<Published, NatsError> {
         self.ensure_stream_of(subject).await?;
         let (headers, payload) = wire::write(&event, self.inner.mode)?;
-        let failed = |reason: String| NatsError::Publish {
-            subject: subject.to_owned(),
-            reason,
-        };
-        let ack = self
-            .inner
-            .jetstream
-            .send_publish(
-                subject.to_owned(),
-                PublishMessage::build()
-                    .payload(payload.into())
-                    .headers(headers),
-            )
-            .await
-            .map_err(|error| failed(error.to_string()))?
-            .await
-            .map_err(|error| failed(error.to_string()))?;
+        let payload = bytes::Bytes::from(payload);
+        let mut ack = self.send_once(subject, &headers, &payload).await;
+        if let Err(error) = &ack
+            && error.kind() == jetstream::context::PublishErrorKind::StreamNotFound
+        {
+            // Deleted since it was ensured (or the server lost it): create it again, once.
+            self.inner.streams.lock().remove(subject);
+            self.ensure_stream_of(subject).await?;
+            ack = self.send_once(subject, &headers, &payload).await;
+        }
+        let ack = ack.map_err(|error| {
+            use jetstream::context::PublishErrorKind;
+            // The stream may have been deleted (or the server lost it): ensure it again next time.
+            self.inner.streams.lock().remove(subject);
+            match error.kind() {
+                PublishErrorKind::MaxPayloadExceeded
+                | PublishErrorKind::WrongLastMessageId
+                | PublishErrorKind::WrongLastSequence => NatsError::Refused {
+                    what: format!("publish to {subject}"),
+                    reason: error.to_string(),
+                },
+                _ => NatsError::Publish {
+                    subject: subject.to_owned(),
+                    reason: error.to_string(),
+                },
+            }
+        })?;
         Ok(Published {
             stream: ack.stream,
             sequence: ack.sequence,
             duplicate: ack.duplicate,
         })
+    }
+
+    async fn send_once(
+        &self,
+        subject: &str,
+        headers: &async_nats::HeaderMap,
+        payload: &bytes::Bytes,
+    ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        self.inner
+            .jetstream
+            .send_publish(
+                subject.to_owned(),
+                PublishMessage::build()
+                    .payload(payload.clone())
+                    .headers(headers.clone()),
+            )
+            .await?
+            .await
     }
 
     /// Registers a listener on `E`'s global registry that publishes every triggered `E` (one line

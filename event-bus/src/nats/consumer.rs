@@ -21,6 +21,9 @@ use crate::cloudevents::{CloudEvent, CloudEventError, TraceContext};
 use crate::event::Event;
 use crate::pipeline::{DeadLetters, Durable, Message, Pipeline, PipelineError};
 
+/// The most events one consumer handles at once (more is clamped to this).
+const MAX_CONCURRENCY: usize = 1 << 16;
+
 /// Where consumed events go.
 #[derive(Clone)]
 enum Target {
@@ -192,7 +195,8 @@ impl<E: Event + DeserializeOwned> Consume<E> {
     }
 
     /// How many events this process handles at once (default 1, which keeps publish order
-    /// apart from redeliveries).
+    /// apart from redeliveries; at most 65,536). For a [`durable`](Consume::durable) target it
+    /// bounds how many are being stored at once; their processing runs in the background.
     ///
     /// ```no_run
     /// # use event_bus::prelude::*;
@@ -202,7 +206,7 @@ impl<E: Event + DeserializeOwned> Consume<E> {
     /// # }
     /// ```
     pub fn concurrency(mut self, events: usize) -> Self {
-        self.settings.concurrency = events.max(1);
+        self.settings.concurrency = events.clamp(1, MAX_CONCURRENCY);
         self
     }
 
@@ -253,8 +257,9 @@ impl<E: Event + DeserializeOwned> Consume<E> {
     }
 
     /// How long the server waits for an acknowledgement before redelivering (default 30 s):
-    /// the time a crashed consumer's events wait. A handler that takes longer is kept alive by
-    /// progress messages every third of it. Set when the durable consumer is created.
+    /// the time a crashed consumer's events wait. Set when the durable consumer is created; an
+    /// existing one keeps its own, and a handler that takes longer than the consumer's ack wait
+    /// is kept alive by progress messages every third of it.
     ///
     /// ```no_run
     /// # use event_bus::prelude::*;
@@ -437,12 +442,13 @@ impl Drop for Consuming {
 /// Names of groups and instances end up in consumer names: letters, digits, `-` and `_`.
 fn validate_name(what: &str, name: &str) -> Result<(), NatsError> {
     if name.is_empty()
+        || name.len() > 64
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(NatsError::Config(format!(
-            "the {what} name `{name}` must be non-empty ASCII letters, digits, `-` or `_`"
+            "the {what} name `{name}` must be 1 to 64 ASCII letters, digits, `-` or `_`"
         )));
     }
     Ok(())
@@ -487,11 +493,21 @@ async fn open(
     stream
         .get_or_create_consumer(&name, config)
         .await
-        .map_err(|error| NatsError::jetstream(format!("consumer {name}"), error))
+        .map_err(|error| {
+            use async_nats::jetstream::stream::ConsumerErrorKind;
+            let refused = matches!(
+                error.kind(),
+                ConsumerErrorKind::JetStream(_) | ConsumerErrorKind::InvalidName
+            );
+            NatsError::answered(format!("consumer {name}"), error, refused)
+        })
 }
 
 /// How long one pull request waits for events before the next one is sent.
 const PULL_WAIT: Duration = Duration::from_millis(100);
+
+/// How often the pull loop checks that its consumer still exists on the server.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// How many pull requests may be open at once: each asks for a share of the free slots, so that
 /// the next events are already on their way while the last ones are handled.
@@ -513,8 +529,20 @@ async fn run<E: Event + DeserializeOwned>(
     let mut pulls = JoinSet::new();
     let name = durable_name(&settings);
     let mut pause = Duration::from_millis(100);
+    let mut checked = tokio::time::Instant::now();
     loop {
         while pulls.try_join_next().is_some() {}
+        // A pull for a consumer the server no longer has just times out, like an idle one: look
+        // now and then, and create it again if it is gone (the server lost its state).
+        if checked.elapsed() >= CHECK_EVERY {
+            checked = tokio::time::Instant::now();
+            if let Err(error) = consumer.get_info().await {
+                tracing::warn!(consumer = %name, %error, "the consumer is gone or unreachable; opening it again");
+                if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
+                    consumer = reopened;
+                }
+            }
+        }
         let permits = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -541,7 +569,13 @@ async fn run<E: Event + DeserializeOwned>(
             Ok(pulled) => {
                 pause = Duration::from_millis(100);
                 let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
-                pulls.spawn(drain_pull::<E>(settings, stats, pulled, permits));
+                // Progress follows the ack wait the server applies (the consumer may have been
+                // created by another member with another one).
+                let ack_wait = match consumer.cached_info().config.ack_wait {
+                    wait if wait.is_zero() => settings.ack_wait,
+                    wait => wait,
+                };
+                pulls.spawn(drain_pull::<E>(settings, stats, pulled, permits, ack_wait));
             }
             Err(error) => {
                 drop(permits);
@@ -567,6 +601,7 @@ async fn drain_pull<E: Event + DeserializeOwned>(
     stats: Arc<Counters>,
     mut pulled: pull::Batch,
     mut permits: tokio::sync::OwnedSemaphorePermit,
+    ack_wait: Duration,
 ) {
     let mut handlers = JoinSet::new();
     while let Some(next) = pulled.next().await {
@@ -577,7 +612,7 @@ async fn drain_pull<E: Event + DeserializeOwned>(
                 };
                 let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
                 handlers.spawn(async move {
-                    handle::<E>(&settings, &stats, message).await;
+                    handle::<E>(&settings, &stats, message, ack_wait).await;
                     drop(slot);
                 });
             }
@@ -614,6 +649,7 @@ async fn handle<E: Event + DeserializeOwned>(
     settings: &Settings,
     stats: &Counters,
     message: jetstream::Message,
+    ack_wait: Duration,
 ) {
     use tracing::Instrument as _;
     let delivered = message
@@ -637,7 +673,7 @@ async fn handle<E: Event + DeserializeOwned>(
     let result = match cloud {
         Err(error) => Err((Failure::Malformed(error), None)),
         Ok(cloud) => {
-            let work = with_progress(&message, settings.ack_wait, deliver::<E>(settings, &cloud))
+            let work = with_progress(&message, ack_wait, deliver::<E>(settings, &cloud))
                 .instrument(span.clone());
             let result = match TraceContext::of(&cloud) {
                 Some(context) => context.scope(work).await,

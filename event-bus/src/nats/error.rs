@@ -33,8 +33,17 @@ pub enum NatsError {
     /// attribute is not valid).
     #[error(transparent)]
     Encode(#[from] CloudEventError),
-    /// Creating or looking up a stream or a consumer failed.
+    /// The server refused a stream or consumer configuration, or a message (too large, headers
+    /// too long): trying again fails the same way.
     #[error("JetStream refused `{what}`: {reason}")]
+    Refused {
+        /// What was asked (`stream EB_orders`, `consumer billing`, `publish to orders`…).
+        what: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// Creating or looking up a stream or a consumer failed (no answer in time, the server away).
+    #[error("JetStream did not answer `{what}`: {reason}")]
     JetStream {
         /// What was asked (`stream EB_orders`, `consumer billing`…).
         what: String,
@@ -73,6 +82,23 @@ impl NatsError {
         NatsError::JetStream {
             what: what.into(),
             reason: reason.to_string(),
+        }
+    }
+
+    /// [`Refused`](NatsError::Refused) when the server answered with an error, else
+    /// [`JetStream`](NatsError::JetStream).
+    pub(crate) fn answered(
+        what: impl Into<String>,
+        reason: impl std::fmt::Display,
+        server_refused: bool,
+    ) -> Self {
+        if server_refused {
+            NatsError::Refused {
+                what: what.into(),
+                reason: reason.to_string(),
+            }
+        } else {
+            NatsError::jetstream(what, reason)
         }
     }
 }

@@ -7,8 +7,9 @@ use async_nats::header::NATS_MESSAGE_ID;
 use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode};
 
 /// The headers and payload of a NATS message carrying `event` in `mode`, with `Nats-Msg-Id` set
-/// to the event's id (so JetStream drops a second publish of the same event inside the stream's
-/// duplicate window).
+/// to the event's identity, its `source` and `id` (percent-encoded, space-separated), so that
+/// JetStream drops a second publish of the same event inside the stream's duplicate window, and
+/// only of the same event: two sources may use the same id.
 ///
 /// Binary mode uses the HTTP binding's rules (a `ce-` header per attribute, percent-encoded, and
 /// `Content-Type` for `datacontenttype`); structured mode puts the JSON event format in the
@@ -21,7 +22,7 @@ use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode};
 ///     .with_data("application/json", br#"{"order":7}"#.to_vec());
 /// let (headers, payload) = event_bus::nats::write(&event, Mode::Binary)?;
 /// assert_eq!(headers.get("ce-type").map(|v| v.as_str()), Some("order.placed"));
-/// assert_eq!(headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some("id-1"));
+/// assert_eq!(headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some("/shop id-1"));
 /// assert_eq!(payload, br#"{"order":7}"#);
 /// assert_eq!(event_bus::nats::read(Some(&headers), &payload)?, event);
 /// # Ok::<(), event_bus::cloudevents::CloudEventError>(())
@@ -32,8 +33,18 @@ pub fn write(event: &CloudEvent, mode: Mode) -> Result<(HeaderMap, Vec<u8>), Clo
         headers.insert(name, value);
         Ok(())
     })?;
-    headers.insert(NATS_MESSAGE_ID, event.id());
+    headers.insert(NATS_MESSAGE_ID, message_id(event).as_str());
     Ok((headers, payload))
+}
+
+/// The `Nats-Msg-Id` of `event`: its source and id, each percent-encoded (so neither can break
+/// the header line nor collide with the other).
+fn message_id(event: &CloudEvent) -> String {
+    format!(
+        "{} {}",
+        cloudevents::header_value(event.source()),
+        cloudevents::header_value(event.id())
+    )
 }
 
 /// The CloudEvent a NATS message carries, in either mode. A message with neither `ce-` headers
@@ -126,6 +137,23 @@ mod tests {
             };
             assert_eq!(read(Some(&headers), &payload).ok(), Some(event.clone()));
         }
+    }
+
+    #[test]
+    fn the_message_id_is_the_source_and_id_and_cannot_break_the_header() {
+        let event = CloudEvent::new("a\r\nNats-Rollup: all", "/shop x", "t");
+        let Ok(event) = event else {
+            panic!("{event:?}");
+        };
+        let written = write(&event, Mode::Binary);
+        let Ok((headers, _)) = written else {
+            panic!("{written:?}");
+        };
+        let id = headers
+            .get(NATS_MESSAGE_ID)
+            .map(|value| value.as_str().to_owned());
+        assert_eq!(id.as_deref(), Some("/shop%20x a%0D%0ANats-Rollup:%20all"));
+        assert!(headers.get("Nats-Rollup").is_none());
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //!
 //! Only what JetStream in NATS server 2.9 offers is used.
 //!
+//! A known limit, below this library: a message whose header block the async-nats client cannot
+//! parse (a header name or value that is not UTF-8, a line without a colon; no CloudEvents
+//! publisher writes one) makes the client drop its connection each time the message is delivered,
+//! so the consumer never sees it to dead-letter it. Remove such a message on the server (for
+//! example `nats stream rmm`).
+//!
 //! ```no_run
 //! use event_bus::prelude::*;
 //! use event_bus::nats::Nats;

@@ -55,7 +55,7 @@ mod trace;
 
 pub use binding::{BATCH, Mode, Received, STRUCTURED, read, write, write_batch};
 #[cfg(feature = "nats")]
-pub(crate) use binding::{header_value, read_binary_with, write_with};
+pub(crate) use binding::{header_value, media_type_essence, read_binary_with, write_with};
 pub use error::CloudEventError;
 pub use event::{CloudEvent, Extension, SPEC_VERSION};
 pub use mapping::{EVENT_VERSION, PARTITION_KEY};

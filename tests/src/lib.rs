@@ -4,6 +4,7 @@ pub mod nats;
 pub mod orders;
 pub mod parts;
 pub mod recorder;
+pub mod seen;
 pub mod stores;
 pub mod transport;
 

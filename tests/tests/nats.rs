@@ -15,6 +15,7 @@ use event_bus::pipeline::{DeadLetters, Durable, Message, Next, Pipeline, Pipelin
 use event_bus::prelude::*;
 use event_bus::store::MemoryStore;
 use event_bus_tests::nats::{OwnServer, nats_url, unique_prefix};
+use event_bus_tests::seen::{Seen, never};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -37,59 +38,6 @@ struct Delivered {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct Forwarded {
     id: u64,
-}
-
-/// How many times each id was handled (successfully) and attempted.
-#[derive(Clone, Default)]
-struct Seen {
-    handled: Arc<Mutex<Vec<u64>>>,
-    attempts: Arc<Mutex<BTreeMap<u64, u32>>>,
-}
-
-impl Seen {
-    fn handled(&self) -> Vec<u64> {
-        self.handled.lock().clone()
-    }
-
-    fn counts(&self) -> BTreeMap<u64, usize> {
-        let mut counts = BTreeMap::new();
-        for id in self.handled() {
-            *counts.entry(id).or_default() += 1;
-        }
-        counts
-    }
-
-    /// A pipeline recording each message's id; `fail(id, attempt)` makes an attempt fail.
-    fn pipeline(
-        &self,
-        fail: impl Fn(u64, u32) -> Option<PipelineError> + Send + Sync + 'static,
-    ) -> Pipeline {
-        let seen = self.clone();
-        let fail = Arc::new(fail);
-        Pipeline::builder()
-            .then(from_fn(move |message: Message, _: Next| {
-                let (seen, fail) = (seen.clone(), Arc::clone(&fail));
-                async move {
-                    let id: u64 = message.key().parse().map_err(PipelineError::permanent)?;
-                    let attempt = {
-                        let mut attempts = seen.attempts.lock();
-                        let attempt = attempts.entry(id).or_default();
-                        *attempt += 1;
-                        *attempt
-                    };
-                    if let Some(error) = fail(id, attempt) {
-                        return Err(error);
-                    }
-                    seen.handled.lock().push(id);
-                    Ok(())
-                }
-            }))
-            .build()
-    }
-}
-
-fn never(_: u64, _: u32) -> Option<PipelineError> {
-    None
 }
 
 async fn connect(test: &str) -> Option<Nats> {

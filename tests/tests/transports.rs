@@ -5,66 +5,13 @@
 //! letters) are in `nats.rs` and the CloudEvents tests.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use event_bus::nats::Nats;
-use event_bus::pipeline::{Message, Next, Pipeline, PipelineError, from_fn};
+use event_bus::pipeline::PipelineError;
 use event_bus_tests::nats::{nats_url, unique_prefix};
+use event_bus_tests::seen::{Seen, never};
 use event_bus_tests::transport::{Http, InProcess, NatsTransport, Transport};
-use parking_lot::Mutex;
-
-/// What one subscriber handled, and how often each id was attempted.
-#[derive(Clone, Default)]
-struct Seen {
-    handled: Arc<Mutex<Vec<u64>>>,
-    attempts: Arc<Mutex<BTreeMap<u64, u32>>>,
-}
-
-impl Seen {
-    fn handled(&self) -> Vec<u64> {
-        self.handled.lock().clone()
-    }
-
-    fn counts(&self) -> BTreeMap<u64, usize> {
-        let mut counts = BTreeMap::new();
-        for id in self.handled() {
-            *counts.entry(id).or_default() += 1;
-        }
-        counts
-    }
-
-    fn pipeline(
-        &self,
-        fail: impl Fn(u64, u32) -> Option<PipelineError> + Send + Sync + 'static,
-    ) -> Pipeline {
-        let seen = self.clone();
-        let fail = Arc::new(fail);
-        Pipeline::builder()
-            .then(from_fn(move |message: Message, _: Next| {
-                let (seen, fail) = (seen.clone(), Arc::clone(&fail));
-                async move {
-                    let id: u64 = message.key().parse().map_err(PipelineError::permanent)?;
-                    let attempt = {
-                        let mut attempts = seen.attempts.lock();
-                        let attempt = attempts.entry(id).or_default();
-                        *attempt += 1;
-                        *attempt
-                    };
-                    if let Some(error) = fail(id, attempt) {
-                        return Err(error);
-                    }
-                    seen.handled.lock().push(id);
-                    Ok(())
-                }
-            }))
-            .build()
-    }
-}
-
-fn never(_: u64, _: u32) -> Option<PipelineError> {
-    None
-}
 
 async fn publish_all(transport: &dyn Transport, ids: std::ops::Range<u64>) {
     for id in ids {

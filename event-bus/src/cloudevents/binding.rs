@@ -115,6 +115,17 @@ pub fn write(
     })
 }
 
+/// A `Content-Type` without its parameters, in lower case (`Application/JSON; charset=utf-8`
+/// → `application/json`).
+pub(crate) fn media_type_essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// `value` percent-encoded for a header as the binding says (control characters, space, `"` and
 /// `%`): never a line break.
 pub(crate) fn header_value(value: &str) -> std::borrow::Cow<'_, str> {
@@ -216,14 +227,7 @@ pub fn read(headers: &HeaderMap, body: &[u8]) -> Result<Received, CloudEventErro
                 .to_owned(),
         ),
     };
-    let essence = content_type.as_deref().map(|value| {
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let essence = content_type.as_deref().map(media_type_essence);
     match essence.as_deref() {
         Some(STRUCTURED) => CloudEvent::from_json(body).map(Received::One),
         Some(BATCH) => CloudEvent::batch_from_json(body).map(Received::Batch),

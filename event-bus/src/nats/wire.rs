@@ -77,14 +77,7 @@ pub fn read(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<CloudEvent, C
             binary = true;
         }
     }
-    let essence = content_type.as_deref().map(|value| {
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let essence = content_type.as_deref().map(cloudevents::media_type_essence);
     match essence.as_deref() {
         // No headers that say otherwise: a structured event, as publishers without headers send.
         Some(cloudevents::STRUCTURED) => CloudEvent::from_json(payload),

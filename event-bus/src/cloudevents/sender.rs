@@ -300,7 +300,7 @@ impl Sender {
     /// ```
     pub async fn send<E: Event + Serialize>(&self, event: &E) -> Outcome {
         match CloudEvent::from_event(event, self.inner.source.as_str()) {
-            Ok(cloud) => self.send_cloud(&traced(cloud)).await,
+            Ok(cloud) => self.send_cloud(&TraceContext::stamp(cloud)).await,
             Err(error) => Outcome::Undelivered(SendError::Encode(error)),
         }
     }
@@ -360,7 +360,7 @@ impl Sender {
         R: Event + DeserializeOwned,
     {
         let cloud = CloudEvent::from_event(question, self.inner.source.as_str())
-            .map(traced)
+            .map(TraceContext::stamp)
             .map_err(SendError::Encode)?;
         let mut headers = HeaderMap::new();
         let body = write(&cloud, self.inner.mode, &mut headers).map_err(SendError::Encode)?;
@@ -504,14 +504,6 @@ fn retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// The event with the current trace context's child written into it, if there is a context.
-fn traced(mut event: CloudEvent) -> CloudEvent {
-    if let Some(context) = TraceContext::current() {
-        context.child().write_into(&mut event);
-    }
-    event
-}
-
 /// Exponential backoff with full jitter: a random delay up to `initial * 2^(attempt-1)`, capped.
 fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let ceiling = initial
@@ -567,7 +559,7 @@ impl Handler for Forwarding {
         let sender = self.sender.clone();
         Box::pin(async move {
             let cloud = CloudEvent::from_message(&message, sender.inner.source.as_str())
-                .map(traced)
+                .map(TraceContext::stamp)
                 .map_err(PipelineError::permanent)?;
             match sender.send_cloud(&cloud).await.into_result() {
                 Ok(()) => next.run(message).await,

@@ -138,6 +138,15 @@ impl TraceContext {
         self.tracestate.as_deref()
     }
 
+    /// `event` with a child of the current context (if there is one) written into it: what a
+    /// sender does to an event it sends while handling another.
+    pub(crate) fn stamp(mut event: CloudEvent) -> CloudEvent {
+        if let Some(context) = TraceContext::current() {
+            context.child().write_into(&mut event);
+        }
+        event
+    }
+
     /// Writes this context into `event`'s `traceparent` / `tracestate` extensions.
     pub(crate) fn write_into(&self, event: &mut CloudEvent) {
         event.insert_extension("traceparent", Extension::String(self.traceparent.clone()));

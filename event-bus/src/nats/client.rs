@@ -354,7 +354,8 @@ impl Nats {
     /// ```
     pub async fn publish<E: Event + Serialize>(&self, event: &E) -> Result<Published, NatsError> {
         let cloud = CloudEvent::from_event(event, self.inner.source.clone())?;
-        self.send(&self.subject::<E>(), traced(cloud)).await
+        self.send(&self.subject::<E>(), Cow::Owned(TraceContext::stamp(cloud)))
+            .await
     }
 
     /// Publishes a CloudEvent on `subject` (creating the subject's stream, named as for a typed
@@ -377,8 +378,10 @@ impl Nats {
         subject: &str,
         event: &CloudEvent,
     ) -> Result<Published, NatsError> {
+        // An event that carries its own context keeps it.
         if TraceContext::of(event).is_none() && TraceContext::current().is_some() {
-            return self.send(subject, traced(event.clone())).await;
+            let stamped = TraceContext::stamp(event.clone());
+            return self.send(subject, Cow::Owned(stamped)).await;
         }
         self.send(subject, Cow::Borrowed(event)).await
     }
@@ -478,16 +481,6 @@ impl Nats {
     pub fn consume<E: Event + DeserializeOwned>(&self, group: &str) -> Consume<E> {
         Consume::new(self.clone(), group)
     }
-}
-
-/// `event` with the current trace context's child written into it, unless it carries one.
-fn traced(mut event: CloudEvent) -> Cow<'static, CloudEvent> {
-    if TraceContext::of(&event).is_none()
-        && let Some(context) = TraceContext::current()
-    {
-        context.child().write_into(&mut event);
-    }
-    Cow::Owned(event)
 }
 
 /// A subject for a stream: non-empty tokens, no wildcards, no whitespace.

@@ -9,7 +9,7 @@ mod trigger;
 pub(crate) use deliver::deliver;
 pub use spawn::Dispatch;
 pub(crate) use spawn::spawn;
-pub(crate) use trigger::trigger;
+pub(crate) use trigger::{run_sync_only, trigger};
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -269,6 +269,7 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// let report = Ping.trigger();
     /// assert_eq!(report.succeeded(), 1);
     /// ```
+    #[inline(always)]
     fn trigger(self) -> Report {
         Self::registry().trigger(self)
     }

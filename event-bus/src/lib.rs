@@ -59,15 +59,16 @@
 //! list as it was when it started, and no lock is held while a listener runs, so a listener may
 //! itself trigger events and (un)register listeners; changes apply from the next dispatch.
 //!
-//! `trigger` on an event's global registry reads a copy of the listener list cached by the
-//! calling thread, checked against a generation counter that every change increments, so the hot
-//! path writes no shared memory. A change is seen by every dispatch that starts after it returned
-//! (on its thread, or on any thread that synchronized with it). A removed listener's closure, and
-//! what it captured, is dropped once no dispatch uses it (a dispatch includes the async listener
-//! tasks it started, which hold its list until they end) and every thread that cached it has
-//! triggered that event type again, outside any dispatch of it, or exited: an idle thread keeps at
-//! most one stale list per event type. Release resources whose timing matters explicitly rather than in the listener's `Drop`.
-//! Registries made with [`Registry::new`] are not cached per thread.
+//! A dispatch on an event's global registry (`trigger`, `spawn`, `deliver`) reads a copy of the
+//! listener list cached by the calling thread, checked against a generation counter that every
+//! change increments, so `trigger`'s hot path writes no shared memory. A change is seen by every
+//! dispatch that starts after it returned (on its thread, or on any thread that synchronized with
+//! it). A removed listener's closure, and what it captured, is dropped once no dispatch uses it
+//! (the detached tasks a dispatch started hold their own listener until they end) and every thread
+//! that cached it has dispatched that event type again, outside any dispatch of it, or exited: an
+//! idle thread keeps at most one stale list per event type. Release resources whose timing
+//! matters explicitly rather than in the listener's `Drop`. Registries made with
+//! [`Registry::new`] are not cached per thread.
 //!
 //! # `#[listener]` functions
 //!

@@ -15,21 +15,21 @@ const POLL: Duration = Duration::from_millis(5);
 /// Program-wide drain: every registry refuses new tasks.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
-/// A snapshot's view of its running listener tasks (type-erased, for the program-wide drain).
+/// A listener's view of its running tasks (type-erased, for the program-wide drain).
 pub(crate) trait Tasks: Send + Sync {
     /// The tasks still running, one entry per task.
     fn unfinished(&self) -> Vec<Unfinished>;
 }
 
-/// Every listener list (snapshot) published, while it lives: detached tasks count themselves in
-/// the snapshot they run from, which lives as long as they run, even after its registry is gone.
-static SNAPSHOTS: Mutex<Vec<Weak<dyn Tasks>>> = Mutex::new(Vec::new());
+/// Every listener registered, while it lives: detached tasks count themselves in their listener's
+/// entry, which lives as long as they run, even after its registry is gone.
+static LISTENERS: Mutex<Vec<Weak<dyn Tasks>>> = Mutex::new(Vec::new());
 
-/// Remembers a newly published snapshot.
-pub(crate) fn know(snapshot: Weak<dyn Tasks>) {
-    let mut known = SNAPSHOTS.lock();
+/// Remembers a newly registered listener.
+pub(crate) fn know(listener: Weak<dyn Tasks>) {
+    let mut known = LISTENERS.lock();
     known.retain(|weak| weak.strong_count() > 0);
-    known.push(snapshot);
+    known.push(listener);
 }
 
 /// Whether a registry (its drain flag) refuses new detached work, or the whole program does.
@@ -152,9 +152,9 @@ impl fmt::Display for Drained {
 
 /// The tasks still running in the whole program.
 fn running_everywhere() -> Vec<Unfinished> {
-    let live: Vec<Arc<dyn Tasks>> = SNAPSHOTS.lock().iter().filter_map(Weak::upgrade).collect();
+    let live: Vec<Arc<dyn Tasks>> = LISTENERS.lock().iter().filter_map(Weak::upgrade).collect();
     live.iter()
-        .flat_map(|snapshot| snapshot.unfinished())
+        .flat_map(|listener| listener.unfinished())
         .collect()
 }
 

@@ -132,15 +132,45 @@ pub trait AsyncListener<E>: Send + Sync + 'static {
 /// A boxed listener future.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
-/// A synchronous listener with its concrete type erased.
+/// A synchronous listener with its concrete type erased, as the hot loop of `trigger` calls it.
 pub(crate) type SyncFn<E> = dyn Fn(&E) -> Result<(), BoxError> + Send + Sync;
+
+/// A synchronous listener shared between the snapshots that hold it.
+///
+/// `Arc<dyn Fn>` would do for sharing, but calling through it computes the closure's offset in
+/// the `Arc` allocation from the vtable's alignment before every call. So the hot array of a
+/// snapshot holds instead a `Box<SyncFn>` made by [`SharedSync::boxed`]: a closure around a clone
+/// of the concrete `Arc<F>`, whose offset is a constant (and which is never read at all when `F`
+/// captures nothing, like a `#[listener]` function): the hot loop then costs what a plain
+/// `Vec<Box<dyn Fn>>` loop costs.
+pub(crate) trait SharedSync<E>: Send + Sync {
+    /// Runs the listener.
+    fn call(&self, event: &E) -> Result<(), BoxError>;
+
+    /// A box for a snapshot's hot array, sharing this listener.
+    fn boxed(self: Arc<Self>) -> Box<SyncFn<E>>;
+}
+
+impl<E, F> SharedSync<E> for F
+where
+    F: Fn(&E) -> Result<(), BoxError> + Send + Sync + 'static,
+{
+    #[inline]
+    fn call(&self, event: &E) -> Result<(), BoxError> {
+        self(event)
+    }
+
+    fn boxed(self: Arc<Self>) -> Box<SyncFn<E>> {
+        Box::new(move |event: &E| (*self)(event))
+    }
+}
 
 /// An async listener with its concrete type erased.
 pub(crate) type AsyncFn<E> = dyn Fn(Arc<E>) -> BoxFuture + Send + Sync;
 
 /// A listener with its concrete type erased (a vtable call, no `Any`).
 pub(crate) enum Callback<E> {
-    Sync(Arc<SyncFn<E>>),
+    Sync(Arc<dyn SharedSync<E>>),
     Async(Arc<AsyncFn<E>>),
 }
 

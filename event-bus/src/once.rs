@@ -93,7 +93,7 @@ pub(crate) fn wrap<E: Event>(callback: Callback<E>) -> (Callback<E>, Arc<Once<E>
             let Some(run) = shared.claim() else {
                 return Ok(());
             };
-            let outcome = listener(event);
+            let outcome = listener.call(event);
             run.finish(outcome.is_ok());
             outcome
         })),

@@ -70,8 +70,9 @@ pub(crate) struct State<E> {
     writer: Mutex<u64>,
     /// Set by [`Registry::drain`]: new detached work is refused.
     draining: AtomicBool,
-    /// Every snapshot published, while it lives: detached tasks count themselves in its entries.
-    snapshots: Mutex<Vec<Weak<Snapshot<E>>>>,
+    /// Every listener registered, while it lives (in a snapshot, or held by a running task):
+    /// detached tasks count themselves in their listener's entry.
+    entries: Mutex<Vec<Weak<Entry<E>>>>,
 }
 
 impl<E: Event> State<E> {
@@ -81,7 +82,7 @@ impl<E: Event> State<E> {
             generation: AtomicU64::new(0),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
-            snapshots: Mutex::new(Vec::new()),
+            entries: Mutex::new(Vec::new()),
         }
     }
 
@@ -101,13 +102,13 @@ impl<E: Event> State<E> {
             let mut next_id = self.writer.lock();
             let id = *next_id;
             *next_id += 1;
-            let entry = Entry {
-                id,
-                priority,
-                name,
-                callback,
-                running: std::sync::atomic::AtomicUsize::new(0),
-            };
+            let entry = Arc::new(Entry::new(id, priority, name, callback));
+            {
+                let mut entries = self.entries.lock();
+                entries.retain(|weak| weak.strong_count() > 0);
+                entries.push(Arc::downgrade(&entry));
+            }
+            lifecycle::know(Arc::downgrade(&entry) as Weak<dyn Tasks>);
             let current = self.current.load();
             (id, self.publish(Snapshot::with(current.as_deref(), entry)))
         };
@@ -159,13 +160,6 @@ impl<E: Event> State<E> {
     #[must_use = "the previous snapshot must be dropped after the writer lock is released"]
     fn publish(&self, snapshot: Snapshot<E>) -> Option<Arc<Snapshot<E>>> {
         let snapshot = Arc::new(snapshot);
-        {
-            let mut snapshots = self.snapshots.lock();
-            snapshots.retain(|weak| weak.strong_count() > 0);
-            snapshots.push(Arc::downgrade(&snapshot));
-        }
-        let weak: Weak<dyn Tasks> = Arc::downgrade(&snapshot) as Weak<dyn Tasks>;
-        lifecycle::know(weak);
         let previous = self.current.swap(Some(snapshot));
         // After the swap: a thread that sees the new generation loads the new snapshot.
         self.generation.fetch_add(1, Ordering::Release);
@@ -173,30 +167,24 @@ impl<E: Event> State<E> {
     }
 }
 
-impl<E: Event> Tasks for Snapshot<E> {
+impl<E: Event> Tasks for Entry<E> {
     fn unfinished(&self) -> Vec<Unfinished> {
-        let mut unfinished = Vec::new();
-        for entry in self.entries.iter() {
-            for _ in 0..entry.running.load(Ordering::SeqCst) {
-                unfinished.push(Unfinished::new(E::NAME, Arc::clone(&entry.name)));
-            }
-        }
-        unfinished
+        (0..self.running.load(Ordering::SeqCst))
+            .map(|_| Unfinished::new(E::NAME, Arc::clone(&self.name)))
+            .collect()
     }
 }
 
 impl<E: Event> State<E> {
-    /// The detached tasks of this registry still running (in any snapshot it published).
+    /// The detached tasks of this registry still running (of any listener it ever had).
     fn unfinished(&self) -> Vec<Unfinished> {
-        let live: Vec<Arc<Snapshot<E>>> = self
-            .snapshots
+        let live: Vec<Arc<Entry<E>>> = self
+            .entries
             .lock()
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        live.iter()
-            .flat_map(|snapshot| snapshot.unfinished())
-            .collect()
+        live.iter().flat_map(|entry| entry.unfinished()).collect()
     }
 }
 
@@ -271,8 +259,21 @@ impl<E: Event> Registry<E> {
     fn snapshot(&self) -> Option<Arc<Snapshot<E>>> {
         match &self.core {
             Core::Global(state) => {
-                static_listeners::ensure_installed();
-                state.load()
+                // As in `trigger`: from this thread's cache while the generation is unchanged.
+                let generation = state.generation.load(Ordering::Acquire);
+                let load = || {
+                    static_listeners::ensure_installed();
+                    state.load()
+                };
+                match E::__thread_cache()
+                    .and_then(|cache| cache.try_with(|cache| cache.current(generation, load)).ok())
+                {
+                    Some(snapshot) => snapshot,
+                    None => {
+                        static_listeners::ensure_installed();
+                        state.load()
+                    }
+                }
             }
             Core::Local(state) => state.load(),
         }
@@ -462,20 +463,27 @@ impl<E: Event> Registry<E> {
     /// let report = registry.trigger(Ping);
     /// assert_eq!((report.succeeded(), report.failures().len()), (1, 1));
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn trigger(&self, event: E) -> Report {
         match &self.core {
             Core::Global(state) => {
-                static_listeners::ensure_installed();
                 // The thread's cached snapshot, valid while the generation is unchanged: no atomic
-                // read-modify-write and no shared write per dispatch.
+                // read-modify-write and no shared write per dispatch. The `#[listener]` functions
+                // are installed before any snapshot is loaded into a cache, so a cache hit needs
+                // no check that they are.
                 let generation = state.generation.load(Ordering::Acquire);
                 let mut event = Some(event);
                 if let Some(cache) = E::__thread_cache()
                     && let Ok(report) = cache.try_with(|cache| match event.take() {
-                        Some(event) => {
-                            cache.trigger(generation, || state.load(), state.scope(), event)
-                        }
+                        Some(event) => cache.trigger(
+                            generation,
+                            || {
+                                static_listeners::ensure_installed();
+                                state.load()
+                            },
+                            state.scope(),
+                            event,
+                        ),
                         None => Report::new(0),
                     })
                 {
@@ -484,7 +492,7 @@ impl<E: Event> Registry<E> {
                 // No cache (a hand-written `Event` impl) or this thread's cache is gone (a trigger
                 // from a thread-local destructor).
                 match event {
-                    Some(event) => Self::trigger_uncached(state, event),
+                    Some(event) => Self::trigger_global_uncached(state, event),
                     None => Report::new(0),
                 }
             }
@@ -492,9 +500,18 @@ impl<E: Event> Registry<E> {
         }
     }
 
+    /// [`Registry::trigger_uncached`] for a global registry, whose `#[listener]` functions may not be
+    /// installed yet.
+    #[cold]
+    #[inline(never)]
+    fn trigger_global_uncached(state: &State<E>, event: E) -> Report {
+        static_listeners::ensure_installed();
+        Self::trigger_uncached(state, event)
+    }
+
     /// A dispatch over the registry's current snapshot, through an `arc-swap` guard (not a clone:
     /// no shared counter is written, so concurrent triggers of the same event do not contend).
-    #[inline(always)]
+    #[inline(never)]
     fn trigger_uncached(state: &State<E>, event: E) -> Report {
         dispatch::trigger(state.scope(), state.current.load().as_ref(), event)
     }

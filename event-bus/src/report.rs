@@ -63,6 +63,16 @@ impl Report {
         }
     }
 
+    /// The report of a dispatch to `listeners` listeners that all succeeded.
+    #[inline(always)]
+    pub(crate) fn all_succeeded(listeners: usize) -> Self {
+        let listeners = u64::from(u32::try_from(listeners).unwrap_or(u32::MAX));
+        Report {
+            counts: (listeners << 32) | listeners,
+            failures: None,
+        }
+    }
+
     /// Never overflows into the listener count: there is at most one success per listener.
     #[inline]
     pub(crate) fn record_success(&mut self) {

@@ -87,6 +87,25 @@ async fn a_drain_that_times_out_reports_what_did_not_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_still_sees_tasks_of_listeners_removed_since_they_started() {
+    let registry = Registry::<Job>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    slow(&registry, "removed", Duration::from_millis(300), &done);
+    registry.spawn(Job(1)).detach();
+    registry.trigger(Job(2));
+    // The listener leaves every snapshot (and a new listener replaces the list) while its two
+    // tasks still run: they are its last owners.
+    assert_eq!(registry.unregister_named("removed"), 1);
+    registry.register(|_: &Job| {});
+    let drained = registry.drain(Duration::from_millis(50)).await;
+    let names: Vec<&str> = drained.unfinished().iter().map(|t| t.listener()).collect();
+    assert_eq!(names, ["removed", "removed"], "{drained}");
+    let drained = registry.drain(Duration::from_secs(10)).await;
+    assert!(drained.is_complete(), "{drained}");
+    assert_eq!(done.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_waits_until_no_detached_listener_runs() {
     let registry = Registry::<Job>::new();
     let done = Arc::new(AtomicUsize::new(0));

@@ -18,7 +18,7 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {
         let outcome = match &entry.callback {
-            Callback::Sync(listener) => run_guarded(|| listener(&event)),
+            Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
             Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
         };
         match outcome {

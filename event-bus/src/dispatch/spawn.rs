@@ -16,7 +16,7 @@ use crate::listener::Callback;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
-use crate::registry::snapshot::{Running, Snapshot};
+use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 
 /// Listener names by dispatch position, without naming the event type: lets the non-generic
@@ -31,8 +31,8 @@ impl<E: Send + Sync> ListenerNames for Snapshot<E> {
     }
 }
 
-/// Starts one task per listener of `snapshot`. Each task holds the snapshot and its index (one
-/// `Arc` clone) rather than its own copies of the listener and its name.
+/// Starts one task per listener of `snapshot`. Each task holds its listener's entry (one `Arc`
+/// clone, which also counts the task for drains) and the payload.
 pub(crate) fn spawn<E: Event>(
     scope: Scope<'_>,
     snapshot: Option<Arc<Snapshot<E>>>,
@@ -44,13 +44,11 @@ pub(crate) fn spawn<E: Event>(
     };
     let mut report = Report::new(snapshot.entries.len());
     // Counted before the drain flag is read, so that a drain reading no task sees the flag here.
-    let running: Vec<Running<E>> = (0..snapshot.entries.len())
-        .map(|index| Running::start(&snapshot, index))
-        .collect();
+    Running::count_all(&snapshot.entries);
     let runtime = match Handle::try_current() {
         Ok(runtime) if !scope.refuses() => runtime,
         refused => {
-            drop(running);
+            Running::uncount_all(&snapshot.entries);
             let cause = || match refused {
                 Ok(_) => FailureCause::ShuttingDown,
                 Err(_) => FailureCause::NoRuntime,
@@ -61,13 +59,14 @@ pub(crate) fn spawn<E: Event>(
             return Dispatch::finished(E::NAME, dropped(event, report));
         }
     };
-    let tasks = running
-        .into_iter()
-        .enumerate()
-        .map(|(index, running)| {
+    let tasks = snapshot
+        .entries
+        .iter()
+        .map(|entry| {
+            let running = Running::counted(entry);
             let event = Arc::clone(&event);
-            // `running` counts the task while it runs, and holds the snapshot it runs from.
-            runtime.spawn(async move { run_entry(running.snapshot(), index, event).await })
+            // `running` counts the task while it runs, and holds the listener it runs.
+            runtime.spawn(async move { run_entry(running.entry(), event).await })
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.
@@ -87,19 +86,15 @@ pub(crate) fn spawn<E: Event>(
 /// The body of one listener's task. A failure is logged here, so a detached dispatch still reports
 /// it, and carries the listener's name back to the [`Dispatch`]. The task that drops the shared
 /// payload last runs its `Drop`: a panic there is the payload's, not the listener's.
-async fn run_entry<E: Event>(snapshot: &Snapshot<E>, index: usize, event: Arc<E>) -> TaskOutcome {
-    let outcome: Outcome = match snapshot.entries.get(index).map(|entry| &entry.callback) {
-        None => Ok(()),
-        Some(Callback::Sync(listener)) => run_guarded(|| listener(&event)),
+async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
+    let outcome: Outcome = match &entry.callback {
+        Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
         // This task keeps its own owner of the payload, so the listener's is never the last.
-        Some(Callback::Async(listener)) => run_async(listener, Arc::clone(&event)).await,
+        Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
     };
     let payload_drop = drop_payload(event);
     let listener = outcome.map_err(|cause| {
-        let name = snapshot.entries.get(index).map_or_else(
-            || Arc::from("<unknown listener>"),
-            |entry| Arc::clone(&entry.name),
-        );
+        let name = Arc::clone(&entry.name);
         cause.log(E::NAME, &name);
         (name, cause)
     });

@@ -26,28 +26,55 @@ pub(crate) fn trigger<E: Event>(
     if snapshot.has_async {
         return trigger_mixed(scope, snapshot, event);
     }
-    let mut report = Report::new(snapshot.sync_only.len());
-    run_sync_only(snapshot, &event, &mut report);
-    report
+    run_sync_only(snapshot, &event)
 }
 
-/// The hot loop, over the snapshot's array of synchronous callbacks: each one either succeeds or
-/// is recorded as a failure (its name looked up in the entries only then), and the success count
-/// is derived at the end instead of kept in the loop. One `catch_unwind` covers the whole loop;
-/// after a panic it resumes after the listener that panicked.
+/// The hot loop, over the snapshot's array of synchronous callbacks. It only runs them until one
+/// fails: the report of a dispatch where every listener succeeded is computed in registers at the
+/// end, and the first failure hands over to [`continue_after_failure`] (cold), which records it
+/// and runs the rest. One `catch_unwind` covers the whole loop.
 #[inline(always)]
-fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: &E, report: &mut Report) {
+pub(crate) fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
     let listeners = &*snapshot.sync_only;
     // The index of the next listener to run, kept outside the unwind boundary: after a panic, the
     // listener before it is the one that panicked.
     let mut next = 0;
+    let finished = catch_unwind(AssertUnwindSafe(|| {
+        while let Some(listener) = listeners.get(next) {
+            next += 1;
+            listener(event)?;
+        }
+        Ok(())
+    }));
+    let cause = match finished {
+        Ok(Ok(())) => return Report::all_succeeded(listeners.len()),
+        Ok(Err(error)) => FailureCause::Error(error),
+        Err(payload) => FailureCause::Panic(panic_message(payload)),
+    };
+    continue_after_failure(snapshot, event, next, cause)
+}
+
+/// Records the failure of the listener before `next` and runs the listeners from `next` on, each
+/// one either succeeding or recorded as a failure (its name looked up in the entries only then).
+/// After a panic the loop resumes after the listener that panicked.
+#[cold]
+#[inline(never)]
+fn continue_after_failure<E: Event>(
+    snapshot: &Snapshot<E>,
+    event: &E,
+    mut next: usize,
+    cause: FailureCause,
+) -> Report {
+    let listeners = &*snapshot.sync_only;
+    let mut report = Report::new(listeners.len());
+    fail(&mut report, &snapshot.entries, next.wrapping_sub(1), cause);
     loop {
         let finished = catch_unwind(AssertUnwindSafe(|| {
             while let Some(listener) = listeners.get(next) {
                 next += 1;
                 if let Err(error) = listener(event) {
                     fail(
-                        report,
+                        &mut report,
                         &snapshot.entries,
                         next - 1,
                         FailureCause::Error(error),
@@ -59,17 +86,23 @@ fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: &E, report: &mut Repor
             Ok(()) => break,
             Err(payload) => {
                 let cause = FailureCause::Panic(panic_message(payload));
-                fail(report, &snapshot.entries, next.wrapping_sub(1), cause);
+                fail(&mut report, &snapshot.entries, next.wrapping_sub(1), cause);
             }
         }
     }
     report.set_succeeded(listeners.len() - report.failures().len());
+    report
 }
 
 /// Records the failure of the listener at `index` (the same position in `entries`).
 #[cold]
 #[inline(never)]
-fn fail<E: Event>(report: &mut Report, entries: &[Entry<E>], index: usize, cause: FailureCause) {
+fn fail<E: Event>(
+    report: &mut Report,
+    entries: &[Arc<Entry<E>>],
+    index: usize,
+    cause: FailureCause,
+) {
     if let Some(entry) = entries.get(index) {
         report.record_failure(E::NAME, &entry.name, cause);
     }
@@ -81,15 +114,15 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     let runtime = Handle::try_current().ok();
-    for (index, entry) in snapshot.entries.iter().enumerate() {
+    for entry in snapshot.entries.iter() {
         match (&entry.callback, &runtime) {
-            (Callback::Sync(listener), _) => match run_guarded(|| listener(&event)) {
+            (Callback::Sync(listener), _) => match run_guarded(|| listener.call(&event)) {
                 Ok(()) => report.record_success(),
                 Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
             },
             (Callback::Async(listener), Some(runtime)) => {
                 // Counted before the drain flag is read (see `lifecycle`).
-                let tracked = Running::start(snapshot, index);
+                let tracked = Running::start(entry);
                 if scope.refuses() {
                     drop(tracked);
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);

@@ -5,79 +5,100 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::listener::{Callback, SyncFn};
 
-/// One registered listener.
+/// One registered listener, shared by every snapshot that lists it and by its running tasks.
+///
+/// `repr(C)` with the task counter first: in the `Arc`'s allocation it shares a cache line with
+/// the reference count, which every task start and end writes too.
+#[repr(C)]
 pub(crate) struct Entry<E> {
+    /// This listener's detached tasks still running, from any snapshot.
+    pub(crate) running: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) priority: i32,
     pub(crate) name: Arc<str>,
     pub(crate) callback: Callback<E>,
-    /// Detached tasks of this listener started from this snapshot and still running.
-    pub(crate) running: AtomicUsize,
 }
 
-impl<E> Clone for Entry<E> {
-    /// A copy for a new snapshot: the same listener, with its own (zero) task count.
-    fn clone(&self) -> Self {
+impl<E> Entry<E> {
+    pub(crate) fn new(id: u64, priority: i32, name: Arc<str>, callback: Callback<E>) -> Self {
         Entry {
-            id: self.id,
-            priority: self.priority,
-            name: Arc::clone(&self.name),
-            callback: self.callback.clone(),
             running: AtomicUsize::new(0),
+            id,
+            priority,
+            name,
+            callback,
         }
     }
 }
 
-/// Counts one detached task of an entry while it runs: made when the task is spawned, dropped
-/// when it ends or is cancelled.
+/// Counts one detached task of a listener while it runs, and keeps the listener alive for it: made
+/// when the task is spawned, dropped when it ends or is cancelled.
+///
+/// A task holds its listener's entry, not the snapshot it was spawned from: the spawning thread
+/// and the worker that runs the task then write only the entry's cache line (its reference count
+/// and this counter), as a hand-written `tokio::spawn` of an `Arc`'d closure writes its closure's.
 pub(crate) struct Running<E> {
-    snapshot: Arc<Snapshot<E>>,
-    index: usize,
+    entry: Arc<Entry<E>>,
 }
 
 impl<E> Running<E> {
-    /// The snapshot the task runs from.
-    pub(crate) fn snapshot(&self) -> &Snapshot<E> {
-        &self.snapshot
+    /// The listener the task runs.
+    pub(crate) fn entry(&self) -> &Entry<E> {
+        &self.entry
     }
 
-    pub(crate) fn start(snapshot: &Arc<Snapshot<E>>, index: usize) -> Self {
-        if let Some(entry) = snapshot.entries.get(index) {
+    pub(crate) fn start(entry: &Arc<Entry<E>>) -> Self {
+        entry.running.fetch_add(1, Ordering::SeqCst);
+        Running::counted(entry)
+    }
+
+    /// Counts one task of each entry, before the caller decides to start them (see `adopt`) or
+    /// not (see `uncount`).
+    pub(crate) fn count_all(entries: &[Arc<Entry<E>>]) {
+        for entry in entries {
             entry.running.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Takes back the counts of [`Running::count_all`] for tasks that will not start.
+    pub(crate) fn uncount_all(entries: &[Arc<Entry<E>>]) {
+        for entry in entries {
+            entry.running.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The guard of a task already counted by [`Running::count_all`].
+    pub(crate) fn counted(entry: &Arc<Entry<E>>) -> Self {
         Running {
-            snapshot: Arc::clone(snapshot),
-            index,
+            entry: Arc::clone(entry),
         }
     }
 }
 
 impl<E> Drop for Running<E> {
     fn drop(&mut self) {
-        if let Some(entry) = self.snapshot.entries.get(self.index) {
-            entry.running.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.entry.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// Listeners in dispatch order: priority descending, then registration order.
 pub(crate) struct Snapshot<E> {
-    pub(crate) entries: Box<[Entry<E>]>,
+    pub(crate) entries: Box<[Arc<Entry<E>>]>,
     /// When every entry is synchronous, their callbacks in the same order: the array `trigger`'s
     /// hot loop walks (two words per listener; names and priorities stay in `entries`, read only
     /// on a failure). Empty when some entry is async.
-    pub(crate) sync_only: Box<[Arc<SyncFn<E>>]>,
+    pub(crate) sync_only: Box<[Box<SyncFn<E>>]>,
     /// Whether any entry is async (the synchronous path then needs the payload in an `Arc`).
     pub(crate) has_async: bool,
 }
 
 impl<E: 'static> Snapshot<E> {
-    pub(crate) fn new(entries: Vec<Entry<E>>) -> Self {
+    pub(crate) fn new(entries: Vec<Arc<Entry<E>>>) -> Self {
         let has_async = entries.iter().any(|entry| entry.callback.is_async());
         let sync_only = entries
             .iter()
             .filter_map(|entry| match &entry.callback {
-                Callback::Sync(listener) if !has_async => Some(Arc::clone(listener)),
+                Callback::Sync(listener) if !has_async => Some(Arc::clone(listener).boxed()),
                 _ => None,
             })
             .collect();
@@ -89,8 +110,9 @@ impl<E: 'static> Snapshot<E> {
     }
 
     /// A copy of `current` (if any) with `entry` inserted after every entry of equal or higher priority.
-    pub(crate) fn with(current: Option<&Self>, entry: Entry<E>) -> Self {
-        let mut entries: Vec<Entry<E>> = current.map(|s| s.entries.to_vec()).unwrap_or_default();
+    pub(crate) fn with(current: Option<&Self>, entry: Arc<Entry<E>>) -> Self {
+        let mut entries: Vec<Arc<Entry<E>>> =
+            current.map(|s| s.entries.to_vec()).unwrap_or_default();
         let position = entries.partition_point(|e| e.priority >= entry.priority);
         entries.insert(position, entry);
         Snapshot::new(entries)
@@ -99,7 +121,7 @@ impl<E: 'static> Snapshot<E> {
     /// A copy of `self` without the entries named `name`, and how many they were (`None` if
     /// none).
     pub(crate) fn without_named(&self, name: &str) -> Option<(Self, usize)> {
-        let entries: Vec<Entry<E>> = self
+        let entries: Vec<Arc<Entry<E>>> = self
             .entries
             .iter()
             .filter(|entry| &*entry.name != name)
@@ -122,14 +144,13 @@ impl<E: 'static> Snapshot<E> {
 mod tests {
     use super::*;
 
-    fn entry(id: u64, priority: i32) -> Entry<()> {
-        Entry {
+    fn entry(id: u64, priority: i32) -> Arc<Entry<()>> {
+        Arc::new(Entry::new(
             id,
             priority,
-            name: Arc::from(format!("l{id}")),
-            callback: Callback::from_fn(|_: &()| {}),
-            running: AtomicUsize::new(0),
-        }
+            Arc::from(format!("l{id}")),
+            Callback::from_fn(|_: &()| {}),
+        ))
     }
 
     fn ids(snapshot: &Snapshot<()>) -> Vec<u64> {
@@ -159,10 +180,12 @@ mod tests {
         assert!(!sync_only.has_async);
         let mixed = Snapshot::with(
             Some(&sync_only),
-            Entry {
-                callback: Callback::from_async_fn(|_: Arc<()>| async {}),
-                ..entry(2, 0)
-            },
+            Arc::new(Entry::new(
+                2,
+                0,
+                Arc::from("l2"),
+                Callback::from_async_fn(|_: Arc<()>| async {}),
+            )),
         );
         assert!(mixed.has_async);
     }

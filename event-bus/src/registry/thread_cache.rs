@@ -22,8 +22,8 @@
 //! listener is removed, each thread that cached a snapshot holding it lets go of that snapshot on
 //! its next trigger of the same event type that is not nested in a dispatch of it (a nested one
 //! cannot replace the list the outer dispatch walks), or when the thread exits. Dispatches still
-//! running hold their snapshot too, including the async listener tasks a `trigger` or `spawn`
-//! started, until they end. So the bound is: at most one
+//! running hold their snapshot too until they end, and the detached tasks a `trigger` or `spawn`
+//! started hold their own listener (not the snapshot) until they end. So the bound is: at most one
 //! stale snapshot per (thread, event type), never more, released at that thread's next dispatch of
 //! the type or its exit. A thread that never triggers the type again (an idle pool thread) keeps
 //! the captures until it exits: a resource whose release must not wait (a connection, a file to
@@ -72,8 +72,33 @@ impl<E> Default for ThreadCache<E> {
 impl<E: Event> ThreadCache<E> {
     /// Triggers `event` over the current snapshot: the cached one when `generation` (read by the
     /// caller before anything else) still matches, else one freshly loaded by `load`.
+    ///
+    /// Inlined into the caller: a hit on a snapshot of synchronous listeners runs the hot loop
+    /// right there (a call into the library costs more than the rest of the dispatch); anything
+    /// else (a miss, no listeners, async listeners) goes through [`ThreadCache::trigger_slow`].
     #[inline(always)]
     pub(crate) fn trigger(
+        &self,
+        generation: u64,
+        load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
+        scope: Scope<'_>,
+        event: E,
+    ) -> Report {
+        if let Ok(slot) = self.slot.try_borrow()
+            && let Some(cached) = &*slot
+            && cached.generation == generation
+            && let Some(snapshot) = &cached.snapshot
+            && !snapshot.has_async
+        {
+            return dispatch::run_sync_only(snapshot, &event);
+        }
+        self.trigger_slow(generation, load, scope, event)
+    }
+
+    /// [`ThreadCache::trigger`] off the hot path.
+    #[cold]
+    #[inline(never)]
+    fn trigger_slow(
         &self,
         generation: u64,
         load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
@@ -90,11 +115,26 @@ impl<E: Event> ThreadCache<E> {
         dispatch::trigger(scope, snapshot.as_ref(), event)
     }
 
+    /// The current snapshot, owned (for dispatches that outlive the call, like `spawn`): a clone of
+    /// the cached one when `generation` still matches (one reference count increment, no
+    /// `arc-swap` debt slot), else one freshly loaded by `load`.
+    pub(crate) fn current(
+        &self,
+        generation: u64,
+        load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
+    ) -> Option<Arc<Snapshot<E>>> {
+        if let Ok(slot) = self.slot.try_borrow()
+            && let Some(cached) = &*slot
+            && cached.generation == generation
+        {
+            return cached.snapshot.clone();
+        }
+        self.refresh(generation, load)
+    }
+
     /// Loads the current snapshot and caches it, unless a dispatch further up this thread's
     /// stack is walking the cached one (a listener triggering its own event): then it is only
     /// returned.
-    #[cold]
-    #[inline(never)]
     fn refresh(
         &self,
         generation: u64,

@@ -96,6 +96,7 @@ mod panic;
 pub mod pipeline;
 mod registry;
 mod report;
+pub mod reporting;
 mod static_listeners;
 #[cfg(feature = "pipeline")]
 pub mod store;

@@ -431,14 +431,24 @@ pub enum FailureCause {
 impl FailureCause {
     /// Emits this failure as a `tracing` event: panics at `ERROR`, everything else at `WARN`.
     pub(crate) fn log(&self, event: &'static str, listener: &str) {
+        use crate::reporting::{self, Origin};
         match self {
             FailureCause::Panic(message) => {
                 tracing::error!(event, listener, panic = %message, "event listener panicked");
+                let backtrace = reporting::take_backtrace();
+                let panic = Some(backtrace.as_ref());
+                reporting::report(Origin::Listener, event, listener, message, panic);
             }
             FailureCause::PayloadDropPanic(message) => {
                 tracing::error!(event, panic = %message, "event payload panicked while dropped");
+                let backtrace = reporting::take_backtrace();
+                let panic = Some(backtrace.as_ref());
+                reporting::report(Origin::PayloadDrop, event, "", message, panic);
             }
-            other => tracing::warn!(event, listener, cause = %other, "event listener failed"),
+            other => {
+                tracing::warn!(event, listener, cause = %other, "event listener failed");
+                reporting::report(Origin::Listener, event, listener, other, None);
+            }
         }
     }
 }

@@ -254,11 +254,13 @@ impl Future for Dispatch {
                 Ok(Ok(())) => None,
                 // Already logged by the task itself.
                 Ok(Err((name, cause))) => Some((name, cause, false)),
-                Err(error) if error.is_panic() => Some((
-                    this.name(index),
-                    FailureCause::Panic(panic_message(error.into_panic())),
-                    true,
-                )),
+                Err(error) if error.is_panic() => {
+                    // The panic happened in the task, on whatever thread ran it: no backtrace of
+                    // this thread belongs to it.
+                    drop(crate::reporting::take_backtrace());
+                    let cause = FailureCause::Panic(panic_message(error.into_panic()));
+                    Some((this.name(index), cause, true))
+                }
                 Err(_) => Some((this.name(index), FailureCause::Cancelled, true)),
             };
             let Some(report) = this.report.as_mut() else {

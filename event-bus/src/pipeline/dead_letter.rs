@@ -248,8 +248,16 @@ impl DeadLetters {
         message: Message,
         error: &PipelineError,
     ) -> Result<String, PipelineError> {
+        let source = message.source().to_owned();
         let (id, batch) = self.letter(message, error)?;
         self.store.apply(batch).await?;
+        crate::reporting::report(
+            crate::reporting::Origin::DeadLetter,
+            &source,
+            &id,
+            error,
+            None,
+        );
         let _ = REPLAY.try_with(|parked| *parked.lock() = Some(id.clone()));
         Ok(id)
     }

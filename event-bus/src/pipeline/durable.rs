@@ -338,6 +338,13 @@ impl Durable {
             }
             Err(error) => {
                 holder.release().await;
+                crate::reporting::report(
+                    crate::reporting::Origin::Inbox,
+                    "inbox",
+                    &id,
+                    &error,
+                    None,
+                );
                 Err(error)
             }
         }

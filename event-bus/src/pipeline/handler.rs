@@ -194,11 +194,12 @@ impl Next {
         // Writes staged by this hop and the rest belong to it, including those staged while
         // `handle` runs synchronously: a failure discards them.
         let mark = effects::mark();
+        let position = self.position;
         match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
             Ok(future) => Box::pin(async move {
                 let result = match CatchPanic::new(future).await {
                     Ok(result) => result,
-                    Err(panic) => Err(PipelineError::Panic(panic)),
+                    Err(panic) => Err(report_panic(position, panic)),
                 };
                 if let (Err(_), Some(mark)) = (&result, mark) {
                     effects::roll_back(mark);
@@ -209,7 +210,7 @@ impl Next {
                 if let Some(mark) = mark {
                     effects::roll_back(mark);
                 }
-                Box::pin(ready(Err(PipelineError::Panic(panic_message(payload)))))
+                Box::pin(ready(Err(report_panic(position, panic_message(payload)))))
             }
         }
     }
@@ -264,4 +265,19 @@ where
     fn handle(&self, message: Message, next: Next) -> HandlerFuture {
         Box::pin((self.f)(message, next))
     }
+}
+
+/// Reports a handler's panic (with the backtrace the panic hook captured on this thread) and
+/// turns it into the error the chain returns.
+#[cold]
+fn report_panic(position: usize, message: String) -> PipelineError {
+    let backtrace = crate::reporting::take_backtrace();
+    crate::reporting::report(
+        crate::reporting::Origin::Handler,
+        "pipeline",
+        &format!("handler {position}"),
+        &message,
+        Some(backtrace.as_ref()),
+    );
+    PipelineError::Panic(message)
 }

@@ -544,6 +544,17 @@ impl Join {
                 swept.in_flight += 1; // a part arrived in the meantime
                 continue;
             }
+            let error = PipelineError::JoinExpired {
+                key: key.clone(),
+                missing: missing.clone(),
+            };
+            crate::reporting::report(
+                crate::reporting::Origin::JoinExpired,
+                &inner.output_source,
+                &key,
+                &error,
+                None,
+            );
             swept.expired.push(ExpiredJoin {
                 key,
                 present: present.into_iter().collect(),

@@ -1,4 +1,4 @@
-//! A `tracing` subscriber that records events, for assertions.
+//! A `tracing` subscriber that records events and spans, for assertions.
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -16,9 +16,25 @@ pub struct Captured {
     pub fields: Vec<String>,
 }
 
-/// A minimal subscriber that records events (no spans).
+/// One span created: its name and its fields rendered as `name=value`.
+#[derive(Debug, Clone)]
+pub struct CapturedSpan {
+    /// The span's name.
+    pub name: &'static str,
+    /// Its fields, `name=value`.
+    pub fields: Vec<String>,
+}
+
+impl CapturedSpan {
+    /// Whether a field renders as `field` (`name=value`).
+    pub fn has(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f == field)
+    }
+}
+
+/// A minimal subscriber that records events and the spans created (not their entries and exits).
 #[derive(Debug, Clone, Default)]
-pub struct Recorder(Arc<Mutex<Vec<Captured>>>);
+pub struct Recorder(Arc<Mutex<Vec<Captured>>>, Arc<Mutex<Vec<CapturedSpan>>>);
 
 struct FieldsVisitor<'a>(&'a mut Vec<String>);
 
@@ -35,8 +51,18 @@ impl Subscriber for Recorder {
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
+    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
+        let mut fields = Vec::new();
+        attributes.record(&mut FieldsVisitor(&mut fields));
+        let mut spans = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        spans.push(CapturedSpan {
+            name: attributes.metadata().name(),
+            fields,
+        });
+        Id::from_u64(spans.len() as u64)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
@@ -56,6 +82,14 @@ impl Subscriber for Recorder {
 }
 
 impl Recorder {
+    /// The spans created so far.
+    pub fn spans(&self) -> Vec<CapturedSpan> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// What was recorded so far.
     pub fn captured(&self) -> Vec<Captured> {
         self.0

@@ -8,6 +8,8 @@ use crate::listener::Callback;
 use crate::panic::run_guarded;
 use crate::registry::snapshot::Snapshot;
 use crate::report::Report;
+use crate::spans;
+use tracing::Instrument as _;
 
 /// Runs each listener of `snapshot` in order, awaiting async ones.
 pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Report {
@@ -17,9 +19,13 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {
+        let span = spans::listener(E::NAME, &entry.name);
         let outcome = match &entry.callback {
-            Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
-            Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
+            Callback::Sync(listener) => span.in_scope(|| run_guarded(|| listener.call(&event))),
+            Callback::Async(listener) => {
+                let started = span.in_scope(|| run_async(listener, Arc::clone(&event)));
+                started.instrument(span).await
+            }
         };
         match outcome {
             Ok(()) => report.record_success(),

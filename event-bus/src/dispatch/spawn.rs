@@ -18,6 +18,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
+use crate::spans;
+use tracing::Instrument as _;
 
 /// Listener names by dispatch position, without naming the event type: lets the non-generic
 /// [`Dispatch`] name a listener whose task was cancelled.
@@ -65,8 +67,9 @@ pub(crate) fn spawn<E: Event>(
         .map(|entry| {
             let running = Running::counted(entry);
             let event = Arc::clone(&event);
+            let span = spans::listener(E::NAME, &entry.name);
             // `running` counts the task while it runs, and holds the listener it runs.
-            runtime.spawn(async move { run_entry(running.entry(), event).await })
+            runtime.spawn(async move { run_entry(running.entry(), event).await }.instrument(span))
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.

@@ -12,6 +12,8 @@ use crate::listener::Callback;
 use crate::panic::{panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
+use crate::spans;
+use tracing::Instrument as _;
 
 /// Runs the sync listeners of `snapshot` in order and hands async ones to the ambient runtime.
 #[inline(always)]
@@ -128,14 +130,18 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
                     continue;
                 }
-                let task = run_async(listener, Arc::clone(&event));
+                let span = spans::listener(E::NAME, &entry.name);
+                let task = span.in_scope(|| run_async(listener, Arc::clone(&event)));
                 let name = Arc::clone(&entry.name);
-                runtime.spawn(async move {
-                    if let Err(cause) = task.await {
-                        cause.log(E::NAME, &name);
+                runtime.spawn(
+                    async move {
+                        if let Err(cause) = task.await {
+                            cause.log(E::NAME, &name);
+                        }
+                        drop(tracked);
                     }
-                    drop(tracked);
-                });
+                    .instrument(span),
+                );
             }
             (Callback::Async(_), None) => {
                 report.record_failure(E::NAME, &entry.name, FailureCause::NoRuntime)

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use super::handler::{Handler, HandlerFuture, Next, Route, route_through};
 use super::message::Message;
+use crate::spans;
+use tracing::Instrument as _;
 
 /// An ordered chain of [`Handler`]s. Each gets the message and the rest of the chain; a pipeline is
 /// itself a handler, so pipelines nest. Cheap to clone.
@@ -71,7 +73,13 @@ impl Pipeline {
     /// # }
     /// ```
     pub fn process(&self, message: Message) -> HandlerFuture {
-        Next::start(Arc::clone(&self.chain), None).run(message)
+        let span = spans::pipeline(message.source(), message.id(), message.key());
+        if span.is_disabled() {
+            // No subscriber wants it: no wrapper, no allocation.
+            return Next::start(Arc::clone(&self.chain), None).run(message);
+        }
+        let processing = span.in_scope(|| Next::start(Arc::clone(&self.chain), None).run(message));
+        Box::pin(processing.instrument(span))
     }
 
     /// The number of handlers.

@@ -16,8 +16,10 @@ use super::quarantine::quarantine;
 use super::typed::{expects, listen_with};
 use crate::event::Event;
 use crate::registry::Registry;
+use crate::spans;
 use crate::store::{IntoStore, Store};
 use crate::subscription::Subscription;
+use tracing::Instrument as _;
 
 /// A message persisted by [`Durable::accept`], waiting to be processed. Dropping it without calling
 /// [`process`](Accepted::process) leaves the message in the inbox for [`Durable::recover`].
@@ -318,8 +320,10 @@ impl Durable {
         id: String,
         message: Message,
     ) -> Result<(), PipelineError> {
+        let span = spans::inbox(message.source(), &id);
         match holder
             .hold(|| self.handler.handle(message, Next::end()))
+            .instrument(span)
             .await
         {
             Ok(()) => {

@@ -1,0 +1,118 @@
+//! `tracing` spans after OpenTelemetry's messaging conventions: one `event_bus.listener` span per
+//! listener run by `spawn`, `deliver` and the async listeners `trigger` detaches; one
+//! `event_bus.pipeline` span per `Pipeline::process`; one `event_bus.inbox` span per message a
+//! durable inbox processes. In its own test binary: `tracing` caches per call site whether it is
+//! enabled, and a test on another thread without a subscriber could make this one miss spans.
+
+use std::sync::Arc;
+
+use event_bus::pipeline::{Durable, Message, Pipeline};
+use event_bus::prelude::*;
+use event_bus::store::MemoryStore;
+use event_bus_tests::recorder::Recorder;
+
+#[event(name = "shop.order")]
+struct Order(#[allow(dead_code)] u32);
+
+#[test]
+fn dispatch_and_pipelines_open_spans_named_after_the_messaging_conventions() {
+    let recorder = Recorder::default();
+    let _default = tracing::subscriber::set_default(recorder.clone());
+    // One thread: spawned tasks run where the subscriber is the default.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let registry = Registry::<Order>::new();
+        registry.listener().name("bill").register(|_: &Order| {});
+        registry
+            .listener()
+            .name("ship")
+            .register_async(|_: Arc<Order>| async {});
+
+        assert!(registry.spawn(Order(1)).await.is_success());
+        let spawned = listener_spans(&recorder);
+        assert_eq!(spawned, ["bill", "ship"], "one span per spawned task");
+
+        assert!(registry.deliver(Order(2)).await.is_success());
+        assert_eq!(
+            listener_spans(&recorder).len(),
+            4,
+            "one per delivered listener"
+        );
+
+        // trigger: the sync listener runs inline without a span; the async one is detached in
+        // a task with its span.
+        assert_eq!(registry.trigger(Order(3)).detached(), 1);
+        registry.idle().await;
+        assert_eq!(&listener_spans(&recorder)[4..], ["ship"]);
+
+        let span = recorder
+            .spans()
+            .into_iter()
+            .find(|span| span.name == "event_bus.listener")
+            .unwrap();
+        for field in [
+            "messaging.system=event-bus",
+            "messaging.operation.type=process",
+            "messaging.destination.name=shop.order",
+            "otel.name=process shop.order",
+            "event_bus.listener=bill",
+        ] {
+            assert!(span.has(field), "{field} missing from {span:?}");
+        }
+
+        let store = Arc::new(MemoryStore::new());
+        let pipeline = Pipeline::builder().build();
+        let message = Message::new("billing", "order-7", Vec::new());
+        let id = message.id().to_owned();
+        pipeline.process(message).await.unwrap();
+        let durable = Durable::new(store, Pipeline::builder().build());
+        let inboxed = Message::new("billing", "order-8", Vec::new());
+        let inboxed_id = inboxed.id().to_owned();
+        durable
+            .accept(inboxed)
+            .await
+            .unwrap()
+            .process()
+            .await
+            .unwrap();
+
+        let spans = recorder.spans();
+        let pipeline_span = spans
+            .iter()
+            .find(|span| span.name == "event_bus.pipeline")
+            .unwrap();
+        for field in [
+            "messaging.destination.name=billing".to_owned(),
+            format!("messaging.message.id={id}"),
+            "event_bus.key=order-7".to_owned(),
+            "otel.name=process billing".to_owned(),
+        ] {
+            assert!(
+                pipeline_span.has(&field),
+                "{field} missing from {pipeline_span:?}"
+            );
+        }
+        let inbox_span = spans
+            .iter()
+            .find(|span| span.name == "event_bus.inbox")
+            .unwrap();
+        assert!(inbox_span.has(&format!("messaging.message.id={inboxed_id}")));
+    });
+}
+
+/// The listener names of the `event_bus.listener` spans created so far, in order.
+fn listener_spans(recorder: &Recorder) -> Vec<String> {
+    recorder
+        .spans()
+        .into_iter()
+        .filter(|span| span.name == "event_bus.listener")
+        .filter_map(|span| {
+            span.fields
+                .iter()
+                .find_map(|f| f.strip_prefix("event_bus.listener=").map(str::to_owned))
+        })
+        .collect()
+}

@@ -3,6 +3,7 @@
 //! (awaited in order).
 
 mod deliver;
+mod payload;
 mod spawn;
 mod trigger;
 

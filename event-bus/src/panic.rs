@@ -18,10 +18,13 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
         Ok(message) => *message,
         Err(payload) => match payload.downcast_ref::<&'static str>() {
             Some(message) => (*message).to_owned(),
-            None => "<non-string panic payload>".to_owned(),
+            None => NON_STRING_PAYLOAD.to_owned(),
         },
     }
 }
+
+/// The message of a panic whose payload is neither a `&str` nor a `String`.
+pub(crate) const NON_STRING_PAYLOAD: &str = "<non-string panic payload>";
 
 /// Runs `f`, turning a panic into [`FailureCause::Panic`] and an `Err` into [`FailureCause::Error`].
 #[inline]

@@ -413,7 +413,8 @@ pub enum FailureCause {
     /// the calling thread, so it was not run.
     #[error("not run: no tokio runtime on the dispatching thread")]
     NoRuntime,
-    /// The listener's task was cancelled before it finished (the runtime shut down).
+    /// The listener's task was cancelled before it finished (the runtime shut down). Logged (and
+    /// reported to the [error reporter](crate::reporting)) for detached tasks too.
     #[error("cancelled before completion (runtime shut down)")]
     Cancelled,
     /// The listener would have run as a detached task, but its registry (or the whole program)
@@ -421,9 +422,13 @@ pub enum FailureCause {
     /// [`drain`](crate::drain). It was not run.
     #[error("not run: shutting down (draining)")]
     ShuttingDown,
-    /// Not a listener's failure: the event payload's `Drop` panicked after the listeners ran
-    /// (reported by [`spawn`](crate::Event::spawn), whose tasks drop the shared payload). The
-    /// failure's [`listener`](Failure::listener) is empty, and no listener is counted as failed.
+    /// Not a listener's failure: the event payload's `Drop` panicked after the listeners ran.
+    /// Every dispatch mode drops the payload's last owner (its own, or a listener task's) with
+    /// the panic caught, so it never escapes the call; the dispatch's report has it when the
+    /// dispatch itself (or, for an awaited `spawn`, one of its tasks) dropped the payload last;
+    /// otherwise (an async listener detached by `trigger` held it longest) it is logged and
+    /// reported to the [error reporter](crate::reporting) only. The failure's
+    /// [`listener`](Failure::listener) is empty, and no listener is counted as failed.
     #[error("the event payload panicked while being dropped: {0}")]
     PayloadDropPanic(String),
 }
@@ -435,13 +440,13 @@ impl FailureCause {
         match self {
             FailureCause::Panic(message) => {
                 tracing::error!(event, listener, panic = %message, "event listener panicked");
-                let backtrace = reporting::take_backtrace();
+                let backtrace = reporting::take_backtrace(message);
                 let panic = Some(backtrace.as_ref());
                 reporting::report(Origin::Listener, event, listener, message, panic);
             }
             FailureCause::PayloadDropPanic(message) => {
                 tracing::error!(event, panic = %message, "event payload panicked while dropped");
-                let backtrace = reporting::take_backtrace();
+                let backtrace = reporting::take_backtrace(message);
                 let panic = Some(backtrace.as_ref());
                 reporting::report(Origin::PayloadDrop, event, "", message, panic);
             }

@@ -5,8 +5,9 @@
 //! What reaches the reporter, each exactly once:
 //!
 //! - every listener failure and panic, from every dispatch mode: `trigger`, `spawn` (awaited or
-//!   dropped), `deliver`, and the async listeners `trigger` detaches ([`Origin::Listener`]); a
-//!   panic in an event payload's `Drop` ([`Origin::PayloadDrop`]);
+//!   dropped), `deliver`, and the async listeners `trigger` detaches, including detached tasks
+//!   cancelled because their runtime shut down ([`Origin::Listener`]); a panic in an event
+//!   payload's `Drop`, in any mode ([`Origin::PayloadDrop`]);
 //! - every panic of a pipeline handler, when it happens, whether or not a retry follows
 //!   ([`Origin::Handler`]);
 //! - every message a pipeline parks as a dead letter ([`Origin::DeadLetter`]), every join that
@@ -222,11 +223,20 @@ pub fn install_panic_hook() {
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = match (
+                payload.downcast_ref::<&'static str>(),
+                payload.downcast_ref::<String>(),
+            ) {
+                (Some(message), _) => (*message).to_owned(),
+                (None, Some(message)) => message.clone(),
+                (None, None) => crate::panic::NON_STRING_PAYLOAD.to_owned(),
+            };
             let backtrace = Backtrace::force_capture();
             // During thread teardown the slot may be gone: then there is no backtrace to keep.
             let _ = LAST_PANIC.try_with(|last| {
                 if let Ok(mut last) = last.try_borrow_mut() {
-                    *last = Some(backtrace);
+                    *last = Some((message, backtrace));
                 }
             });
             previous(info);
@@ -235,17 +245,26 @@ pub fn install_panic_hook() {
 }
 
 thread_local! {
-    /// The backtrace of this thread's latest panic, from the hook, until a catch site takes it.
-    static LAST_PANIC: RefCell<Option<Backtrace>> = const { RefCell::new(None) };
+    /// This thread's latest panic seen by the hook (its message and backtrace), until a catch
+    /// site takes it.
+    static LAST_PANIC: RefCell<Option<(String, Backtrace)>> = const { RefCell::new(None) };
 }
 
-/// The backtrace of the panic just caught on this thread (called at the catch site), if the hook
-/// captured one.
-pub(crate) fn take_backtrace() -> Option<Backtrace> {
-    LAST_PANIC
+/// The backtrace of the panic with `message` just caught on this thread, if the hook captured
+/// one. The hook's latest record is taken either way; it is returned only when its message is
+/// the caught panic's, so a panic that did not go through the hook (`resume_unwind`) never gets
+/// the backtrace of an earlier one caught elsewhere.
+pub(crate) fn take_backtrace(message: &str) -> Option<Backtrace> {
+    let (seen, backtrace) = LAST_PANIC
         .try_with(|last| last.try_borrow_mut().ok().and_then(|mut last| last.take()))
         .ok()
-        .flatten()
+        .flatten()?;
+    (seen == message).then_some(backtrace)
+}
+
+/// Forgets this thread's record of its latest panic (a panic caught here that happened elsewhere).
+pub(crate) fn forget_backtrace() {
+    let _ = LAST_PANIC.try_with(|last| last.try_borrow_mut().map(|mut last| last.take()));
 }
 
 /// Hands one failure to the reporter, if one is set. A panicking reporter is contained.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use event_bus::FailureCause;
 use event_bus::pipeline::{DeadLetters, Durable, Message, Next, Pipeline, PipelineError, from_fn};
 use event_bus::prelude::*;
 use event_bus::reporting::{self, Origin, Reported};
@@ -257,4 +258,148 @@ fn a_panicking_reporter_is_contained_and_a_removed_one_hears_nothing() {
         "no reporter, nothing reported"
     );
     std::thread::sleep(Duration::from_millis(1));
+}
+
+/// A payload whose `Drop` panics.
+#[event]
+struct Brittle(u32);
+
+impl Drop for Brittle {
+    fn drop(&mut self) {
+        panic!("brittle payload {}", self.0);
+    }
+}
+
+fn payload_drops(seen: &[Seen]) -> usize {
+    seen.iter().filter(|s| s.0 == Origin::PayloadDrop).count()
+}
+
+#[test]
+fn a_payload_drop_panic_never_escapes_nor_blames_a_listener_in_any_mode() {
+    let (_turn, seen) = serial();
+    let runtime = multi_thread();
+    let _entered = runtime.enter();
+    let registry = Registry::<Brittle>::new();
+    registry.listener().name("sync").register(|_: &Brittle| {});
+
+    // Synchronous trigger, then deliver: the caller's owner is the last.
+    let report = registry.trigger(Brittle(1));
+    assert_eq!(report.succeeded(), 1);
+    assert!(matches!(
+        report.failures()[0].cause(),
+        FailureCause::PayloadDropPanic(_)
+    ));
+    let report = runtime.block_on(registry.deliver(Brittle(2)));
+    assert_eq!((report.succeeded(), report.failures().len()), (1, 1));
+    let now = taken(&seen);
+    assert_eq!(payload_drops(&now), 2, "{now:?}");
+    assert!(now.iter().all(|s| s.0 == Origin::PayloadDrop), "{now:?}");
+
+    // Async listeners detached by trigger: whoever drops the payload last (the listener holding
+    // it longer, or the trigger), it is reported once, as the payload's.
+    registry
+        .listener()
+        .name("keeps")
+        .register_async(|event: Arc<Brittle>| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = event.0;
+        });
+    registry
+        .listener()
+        .name("forgets")
+        .register_async(|_: Arc<Brittle>| async {});
+    for round in 0..20 {
+        let report = registry.trigger(Brittle(100 + round));
+        assert_eq!(report.succeeded(), 1);
+        runtime.block_on(registry.idle());
+    }
+    let now = taken(&seen);
+    assert_eq!(payload_drops(&now), 20, "{now:?}");
+    assert!(now.iter().all(|s| s.0 == Origin::PayloadDrop), "{now:?}");
+
+    // spawn: the dispatching thread or a task drops last; once either way.
+    for round in 0..200 {
+        let report = runtime.block_on(registry.spawn(Brittle(1_000 + round)));
+        let drops = report
+            .failures()
+            .iter()
+            .filter(|f| matches!(f.cause(), FailureCause::PayloadDropPanic(_)))
+            .count();
+        assert_eq!(drops, 1);
+        let now = taken(&seen);
+        assert_eq!(payload_drops(&now), 1, "round {round}: {now:?}");
+        assert_eq!(now.len(), 1, "{now:?}");
+    }
+    reporting::take_error_reporter();
+}
+
+#[test]
+fn a_listener_panic_keeps_its_own_backtrace() {
+    let (_turn, seen) = serial();
+    // The payload's `Drop` panics (and catches it) after the listener's panic: the listener's
+    // report must keep the listener's backtrace.
+    #[event]
+    struct Noisy;
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(|| panic!("inside the payload's drop"));
+        }
+    }
+    let runtime = current_thread();
+    let registry = Registry::<Noisy>::new();
+    registry
+        .listener()
+        .name("panicky")
+        .register(|_: &Noisy| -> () { panic!("the listener's own panic") });
+    runtime.block_on(async { registry.spawn(Noisy).await });
+    let now = taken(&seen);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(
+        now[0].3.contains("the listener's own panic") && now[0].5,
+        "{now:?}"
+    );
+
+    // A panic that skips the hook (`resume_unwind`) gets no backtrace, not the backtrace of a
+    // panic caught earlier on the same thread.
+    let registry = Registry::<Job>::new();
+    registry
+        .listener()
+        .name("rethrower")
+        .register(|_: &Job| -> () { std::panic::resume_unwind(Box::new("rethrown")) });
+    let _ = std::panic::catch_unwind(|| panic!("the caller's own caught panic"));
+    registry.trigger(Job(1));
+    let now = taken(&seen);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(
+        (now[0].3.as_str(), now[0].4, now[0].5),
+        ("rethrown", true, false)
+    );
+    reporting::take_error_reporter();
+}
+
+#[test]
+fn detached_tasks_dropped_by_a_runtime_shutdown_are_reported_cancelled() {
+    let (_turn, seen) = serial();
+    let registry = Registry::<Job>::new();
+    registry
+        .listener()
+        .name("slow")
+        .register_async(|_: Arc<Job>| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+    let runtime = multi_thread();
+    {
+        let _entered = runtime.enter();
+        assert_eq!(registry.trigger(Job(1)).detached(), 1);
+        registry.spawn(Job(2)).detach();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let now = taken(&seen);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(
+        now.iter()
+            .all(|s| s.0 == Origin::Listener && s.2 == "slow" && s.3.contains("cancelled")),
+        "{now:?}"
+    );
+    reporting::take_error_reporter();
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::payload::dropped;
 use super::run_async;
 use crate::event::Event;
 use crate::listener::Callback;
@@ -32,5 +33,5 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
             Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
         }
     }
-    report
+    dropped::<E, _>(event, report)
 }

@@ -9,11 +9,11 @@ use std::task::{Context, Poll};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use super::payload::{CancelWatch, drop_payload, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::listener::Callback;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
@@ -42,7 +42,7 @@ pub(crate) fn spawn<E: Event>(
 ) -> Dispatch {
     let event = Arc::new(event);
     let Some(snapshot) = snapshot else {
-        return Dispatch::finished(E::NAME, dropped(event, Report::new(0)));
+        return Dispatch::finished(E::NAME, dropped::<E, _>(event, Report::new(0)));
     };
     let mut report = Report::new(snapshot.entries.len());
     // Counted before the drain flag is read, so that a drain reading no task sees the flag here.
@@ -58,7 +58,7 @@ pub(crate) fn spawn<E: Event>(
             for entry in snapshot.entries.iter() {
                 report.record_failure(E::NAME, &entry.name, cause());
             }
-            return Dispatch::finished(E::NAME, dropped(event, report));
+            return Dispatch::finished(E::NAME, dropped::<E, _>(event, report));
         }
     };
     let tasks = snapshot
@@ -68,15 +68,18 @@ pub(crate) fn spawn<E: Event>(
             let running = Running::counted(entry);
             let event = Arc::clone(&event);
             let span = spans::listener(E::NAME, &entry.name);
+            let watch = CancelWatch::new(E::NAME, &entry.name);
             // `running` counts the task while it runs, and holds the listener it runs.
-            runtime.spawn(async move { run_entry(running.entry(), event).await }.instrument(span))
+            let task = async move {
+                let outcome = run_entry(running.entry(), event).await;
+                watch.finished();
+                outcome
+            };
+            runtime.spawn(task.instrument(span))
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.
-    if let Some(message) = drop_payload(event) {
-        let cause = FailureCause::PayloadDropPanic(message);
-        report.record_failure(E::NAME, &Arc::from(""), cause);
-    }
+    let report = dropped::<E, _>(event, report);
     Dispatch {
         event: E::NAME,
         names: Some(snapshot),
@@ -95,38 +98,18 @@ async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
         // This task keeps its own owner of the payload, so the listener's is never the last.
         Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
     };
-    let payload_drop = drop_payload(event);
+    // Logged before the payload is dropped: a panic in its `Drop` must not take the place of
+    // the listener's panic in the thread's record of the latest panic (its backtrace).
     let listener = outcome.map_err(|cause| {
         let name = Arc::clone(&entry.name);
         cause.log(E::NAME, &name);
         (name, cause)
     });
+    let payload_drop = drop_payload::<E, _>(event);
     TaskOutcome {
         listener,
         payload_drop,
     }
-}
-
-/// Drops this owner of the payload, recording a panic of its `Drop` in `report`.
-fn dropped<E: Event>(event: Arc<E>, mut report: Report) -> Report {
-    if let Some(message) = drop_payload(event) {
-        report.push_failure(
-            E::NAME,
-            &Arc::from(""),
-            FailureCause::PayloadDropPanic(message),
-        );
-    }
-    report
-}
-
-/// Drops one owner of the payload; the panic message if that ran the payload's `Drop` and it
-/// panicked (logged).
-fn drop_payload<E: Event>(event: Arc<E>) -> Option<String> {
-    let message = catch_unwind(AssertUnwindSafe(move || drop(event)))
-        .err()
-        .map(panic_message)?;
-    FailureCause::PayloadDropPanic(message.clone()).log(E::NAME, "");
-    Some(message)
 }
 
 /// What a listener task returns: its failure with the listener's name, and a panic of the
@@ -260,11 +243,12 @@ impl Future for Dispatch {
                 Err(error) if error.is_panic() => {
                     // The panic happened in the task, on whatever thread ran it: no backtrace of
                     // this thread belongs to it.
-                    drop(crate::reporting::take_backtrace());
+                    crate::reporting::forget_backtrace();
                     let cause = FailureCause::Panic(panic_message(error.into_panic()));
                     Some((this.name(index), cause, true))
                 }
-                Err(_) => Some((this.name(index), FailureCause::Cancelled, true)),
+                // Already logged by the task's `CancelWatch`.
+                Err(_) => Some((this.name(index), FailureCause::Cancelled, false)),
             };
             let Some(report) = this.report.as_mut() else {
                 break;

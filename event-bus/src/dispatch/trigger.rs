@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
+use super::payload::{CancelWatch, drop_payload, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
@@ -28,15 +29,23 @@ pub(crate) fn trigger<E: Event>(
     if snapshot.has_async {
         return trigger_mixed(scope, snapshot, event);
     }
-    run_sync_only(snapshot, &event)
+    run_sync_only(snapshot, event)
 }
 
 /// The hot loop, over the snapshot's array of synchronous callbacks. It only runs them until one
 /// fails: the report of a dispatch where every listener succeeded is computed in registers at the
 /// end, and the first failure hands over to [`continue_after_failure`] (cold), which records it
 /// and runs the rest. One `catch_unwind` covers the whole loop.
+///
+/// The payload is dropped here, its `Drop` guarded: a panic there is reported as the payload's.
 #[inline(always)]
-pub(crate) fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
+pub(crate) fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: E) -> Report {
+    let report = run_sync_listeners(snapshot, &event);
+    dropped::<E, _>(event, report)
+}
+
+#[inline(always)]
+fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
     let listeners = &*snapshot.sync_only;
     // The index of the next listener to run, kept outside the unwind boundary: after a panic, the
     // listener before it is the one that panicked.
@@ -132,12 +141,18 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 }
                 let span = spans::listener(E::NAME, &entry.name);
                 let task = span.in_scope(|| run_async(listener, Arc::clone(&event)));
+                // The task keeps its own owner of the payload, dropped last and guarded: a panic
+                // in the payload's `Drop` is never the listener's, and never escapes.
+                let payload = Arc::clone(&event);
                 let name = Arc::clone(&entry.name);
+                let watch = CancelWatch::new(E::NAME, &entry.name);
                 runtime.spawn(
                     async move {
                         if let Err(cause) = task.await {
                             cause.log(E::NAME, &name);
                         }
+                        drop_payload::<E, _>(payload);
+                        watch.finished();
                         drop(tracked);
                     }
                     .instrument(span),
@@ -148,5 +163,5 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
             }
         }
     }
-    report
+    dropped::<E, _>(event, report)
 }

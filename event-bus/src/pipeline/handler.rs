@@ -271,7 +271,7 @@ where
 /// turns it into the error the chain returns.
 #[cold]
 fn report_panic(position: usize, message: String) -> PipelineError {
-    let backtrace = crate::reporting::take_backtrace();
+    let backtrace = crate::reporting::take_backtrace(&message);
     crate::reporting::report(
         crate::reporting::Origin::Handler,
         "pipeline",

@@ -90,7 +90,7 @@ impl<E: Event> ThreadCache<E> {
             && let Some(snapshot) = &cached.snapshot
             && !snapshot.has_async
         {
-            return dispatch::run_sync_only(snapshot, &event);
+            return dispatch::run_sync_only(snapshot, event);
         }
         self.trigger_slow(generation, load, scope, event)
     }

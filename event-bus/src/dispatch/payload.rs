@@ -1,8 +1,6 @@
-//! What every dispatch mode does with the payload's last owner and with tasks it detaches: a
-//! panic in the payload's `Drop` is the payload's (reported once as
-//! [`PayloadDropPanic`](FailureCause::PayloadDropPanic), never blamed on a listener), and a
-//! detached listener task that is dropped before it finished (its runtime shut down) is reported
-//! [`Cancelled`](FailureCause::Cancelled).
+//! What every dispatch mode does with the payload's last owner: a panic in the payload's `Drop` is
+//! the payload's (reported once as [`PayloadDropPanic`](FailureCause::PayloadDropPanic), never
+//! blamed on a listener, never escaping the dispatch).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -45,36 +43,4 @@ fn with_payload_drop_panic<E: Event>(mut report: Report, message: String) -> Rep
         FailureCause::PayloadDropPanic(message),
     );
     report
-}
-
-/// Moved into a detached listener task before it is spawned: reports the task
-/// [`Cancelled`](FailureCause::Cancelled) if it is dropped before [`CancelWatch::finished`] (its
-/// runtime shut down, even before its first poll).
-pub(crate) struct CancelWatch {
-    event: &'static str,
-    listener: Arc<str>,
-    finished: bool,
-}
-
-impl CancelWatch {
-    pub(crate) fn new(event: &'static str, listener: &Arc<str>) -> Self {
-        CancelWatch {
-            event,
-            listener: Arc::clone(listener),
-            finished: false,
-        }
-    }
-
-    /// The task ran to its end (whatever its outcome, reported by the task itself).
-    pub(crate) fn finished(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for CancelWatch {
-    fn drop(&mut self) {
-        if !self.finished {
-            FailureCause::Cancelled.log(self.event, &self.listener);
-        }
-    }
 }

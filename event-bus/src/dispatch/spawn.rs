@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use super::payload::{CancelWatch, drop_payload, dropped};
+use super::payload::{drop_payload, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
@@ -68,11 +68,11 @@ pub(crate) fn spawn<E: Event>(
             let running = Running::counted(entry);
             let event = Arc::clone(&event);
             let span = spans::listener(E::NAME, &entry.name);
-            let watch = CancelWatch::new(E::NAME, &entry.name);
-            // `running` counts the task while it runs, and holds the listener it runs.
+            // `running` counts the task while it runs, holds the listener it runs, and reports
+            // the task cancelled if it is dropped before `finish`.
             let task = async move {
                 let outcome = run_entry(running.entry(), event).await;
-                watch.finished();
+                running.finish();
                 outcome
             };
             runtime.spawn(task.instrument(span))
@@ -247,7 +247,7 @@ impl Future for Dispatch {
                     let cause = FailureCause::Panic(panic_message(error.into_panic()));
                     Some((this.name(index), cause, true))
                 }
-                // Already logged by the task's `CancelWatch`.
+                // Already logged when the task was dropped (its `Running` guard).
                 Err(_) => Some((this.name(index), FailureCause::Cancelled, false)),
             };
             let Some(report) = this.report.as_mut() else {

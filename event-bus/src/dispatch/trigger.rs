@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::payload::{CancelWatch, drop_payload, dropped};
+use super::payload::{drop_payload, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
@@ -135,7 +135,7 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 // Counted before the drain flag is read (see `lifecycle`).
                 let tracked = Running::start(entry);
                 if scope.refuses() {
-                    drop(tracked);
+                    tracked.finish(); // refused: not a cancelled task
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
                     continue;
                 }
@@ -145,15 +145,13 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 // in the payload's `Drop` is never the listener's, and never escapes.
                 let payload = Arc::clone(&event);
                 let name = Arc::clone(&entry.name);
-                let watch = CancelWatch::new(E::NAME, &entry.name);
                 runtime.spawn(
                     async move {
                         if let Err(cause) = task.await {
                             cause.log(E::NAME, &name);
                         }
                         drop_payload::<E, _>(payload);
-                        watch.finished();
-                        drop(tracked);
+                        tracked.finish();
                     }
                     .instrument(span),
                 );

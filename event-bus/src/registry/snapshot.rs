@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::event::Event;
 use crate::listener::{Callback, SyncFn};
+use crate::report::FailureCause;
 
 /// One registered listener, shared by every snapshot that lists it and by its running tasks.
 ///
@@ -32,16 +34,24 @@ impl<E> Entry<E> {
 }
 
 /// Counts one detached task of a listener while it runs, and keeps the listener alive for it: made
-/// when the task is spawned, dropped when it ends or is cancelled.
+/// when the task is spawned, dropped when it ends or is cancelled. Dropped without
+/// [`Running::finish`] (the task's future was dropped before its end: its runtime shut down), it
+/// reports the task [`Cancelled`](crate::FailureCause::Cancelled).
 ///
 /// A task holds its listener's entry, not the snapshot it was spawned from: the spawning thread
 /// and the worker that runs the task then write only the entry's cache line (its reference count
 /// and this counter), as a hand-written `tokio::spawn` of an `Arc`'d closure writes its closure's.
-pub(crate) struct Running<E> {
+pub(crate) struct Running<E: Event> {
     entry: Arc<Entry<E>>,
+    finished: bool,
 }
 
-impl<E> Running<E> {
+impl<E: Event> Running<E> {
+    /// The task ran to its end (its outcome is reported by the task itself).
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+
     /// The listener the task runs.
     pub(crate) fn entry(&self) -> &Entry<E> {
         &self.entry
@@ -71,13 +81,17 @@ impl<E> Running<E> {
     pub(crate) fn counted(entry: &Arc<Entry<E>>) -> Self {
         Running {
             entry: Arc::clone(entry),
+            finished: false,
         }
     }
 }
 
-impl<E> Drop for Running<E> {
+impl<E: Event> Drop for Running<E> {
     fn drop(&mut self) {
         self.entry.running.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            FailureCause::Cancelled.log(E::NAME, &self.entry.name);
+        }
     }
 }
 

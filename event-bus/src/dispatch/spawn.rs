@@ -75,7 +75,12 @@ pub(crate) fn spawn<E: Event>(
                 running.finish();
                 outcome
             };
-            runtime.spawn(task.instrument(span))
+            if span.is_disabled() {
+                // No subscriber wants it: no wrapper in the task.
+                runtime.spawn(task)
+            } else {
+                runtime.spawn(task.instrument(span))
+            }
         })
         .collect();
     // Every task may have finished already, making this the payload's last owner.

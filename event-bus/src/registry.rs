@@ -265,15 +265,9 @@ impl<E: Event> Registry<E> {
                     static_listeners::ensure_installed();
                     state.load()
                 };
-                match E::__thread_cache()
+                E::__thread_cache()
                     .and_then(|cache| cache.try_with(|cache| cache.current(generation, load)).ok())
-                {
-                    Some(snapshot) => snapshot,
-                    None => {
-                        static_listeners::ensure_installed();
-                        state.load()
-                    }
-                }
+                    .unwrap_or_else(load)
             }
             Core::Local(state) => state.load(),
         }

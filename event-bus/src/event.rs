@@ -312,4 +312,76 @@ pub trait Event: Sized + Send + Sync + 'static {
     fn deliver(self) -> impl Future<Output = Report> + Send + 'static {
         Self::registry().deliver(self)
     }
+
+    /// Starts a durable listener of this event type, named `name` (unique in the program):
+    /// configure it, then [`register`](crate::executor::DurableListenerBuilder::register) it.
+    /// Its runs are requests stored by [`publish`](Event::publish) and run by an
+    /// [`Executor`](crate::executor::Executor); see [the `executor` module](crate::executor).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct UserSignedUp {
+    ///     email: String,
+    /// }
+    ///
+    /// async fn send_welcome_mail(user: UserSignedUp) -> Result<(), std::io::Error> {
+    ///     println!("welcome, {}", user.email);
+    ///     Ok(())
+    /// }
+    ///
+    /// UserSignedUp::durable("send-welcome-mail", send_welcome_mail).register()?;
+    /// # Ok::<(), event_bus::executor::ExecutorError>(())
+    /// ```
+    #[cfg(feature = "pipeline")]
+    fn durable<F, Fut>(
+        name: impl Into<String>,
+        handler: F,
+    ) -> crate::executor::DurableListenerBuilder<Self, F>
+    where
+        Self: serde::Serialize + serde::de::DeserializeOwned,
+        F: Fn(Self) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerOutput,
+    {
+        crate::executor::DurableListenerBuilder::new(name.into(), handler)
+    }
+
+    /// Stores this event with one request per durable listener of its type, atomically, and
+    /// returns once that is written; an [`Executor`](crate::executor::Executor) runs them.
+    /// In-process listeners are not called (that is [`trigger`](Event::trigger) and friends).
+    ///
+    /// ```
+    /// use event_bus::executor::DurableBus;
+    /// use event_bus::prelude::*;
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct PasswordReset {
+    ///     user: u64,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::executor::ExecutorError> {
+    /// PasswordReset::durable("mail-reset-link", |_: PasswordReset| async {}).register()?;
+    /// let bus = DurableBus::new(Arc::new(MemoryStore::new()));
+    /// let published = PasswordReset { user: 1 }.publish(&bus).await?;
+    /// assert_eq!(published.requests(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "pipeline")]
+    fn publish(
+        &self,
+        bus: &crate::executor::DurableBus,
+    ) -> impl Future<Output = Result<crate::executor::Published, crate::executor::ExecutorError>> + Send
+    where
+        Self: serde::Serialize + Sync,
+    {
+        bus.publish(self)
+    }
 }

@@ -104,6 +104,8 @@ extern crate self as event_bus;
 pub mod cloudevents;
 mod dispatch;
 mod event;
+#[cfg(feature = "pipeline")]
+pub mod executor;
 mod lifecycle;
 mod listener;
 #[cfg(feature = "nats")]

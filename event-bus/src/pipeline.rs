@@ -71,7 +71,7 @@
 //! ```
 
 mod chain;
-mod claim;
+pub(crate) mod claim;
 mod dead_letter;
 mod durable;
 mod effects;
@@ -82,7 +82,7 @@ mod idempotency;
 mod join;
 mod joined;
 mod message;
-mod quarantine;
+pub(crate) mod quarantine;
 mod retry;
 mod timeout;
 mod transform;

@@ -12,7 +12,9 @@
 //!   ([`Origin::Handler`]);
 //! - every message a pipeline parks as a dead letter ([`Origin::DeadLetter`]), every join that
 //!   expires incomplete ([`Origin::JoinExpired`]), and every message a durable inbox accepted
-//!   whose processing failed ([`Origin::Inbox`]).
+//!   whose processing failed ([`Origin::Inbox`]);
+//! - every panic of a durable listener that will be retried ([`Origin::Request`]), and every
+//!   durable request that becomes a dead request, panic or error ([`Origin::DeadRequest`]).
 //!
 //! Panics carry a backtrace when [`install_panic_hook`] was called: the hook captures one for
 //! each panic (whatever `RUST_BACKTRACE` says) and then runs the hook that was installed before
@@ -111,6 +113,11 @@ pub enum Origin {
     JoinExpired,
     /// A message a durable inbox accepted failed when processed (it stays in the inbox).
     Inbox,
+    /// A durable listener panicked on a request that will be retried.
+    Request,
+    /// A durable listener's request failed for the last time (or panicked for the last time):
+    /// it is now a dead request.
+    DeadRequest,
 }
 
 /// One failure, as the [`ErrorReporter`] sees it. Its `Display` is the error or panic message.

@@ -51,3 +51,18 @@ pub(crate) fn inbox(source: &str, id: &str) -> Span {
         messaging.message.id = id,
     )
 }
+
+/// A span for one run of a durable listener's request.
+#[cfg(feature = "pipeline")]
+#[inline]
+pub(crate) fn request(event: &str, id: &str, listener: &str) -> Span {
+    tracing::debug_span!(
+        "event_bus.request",
+        otel.name = %format_args!("process {event}"),
+        messaging.system = SYSTEM,
+        messaging.operation.type = "process",
+        messaging.destination.name = event,
+        messaging.message.id = id,
+        event_bus.listener = listener,
+    )
+}

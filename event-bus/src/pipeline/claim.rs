@@ -103,6 +103,11 @@ fn embed(header: &str, payload: &[u8]) -> Vec<u8> {
     record
 }
 
+/// A record carrying `payload` with an embedded claim that nobody holds.
+pub(crate) fn free_record(payload: &[u8]) -> Vec<u8> {
+    embed(FREE, payload)
+}
+
 /// A record with an embedded claim: (header, payload). A record without a header (written
 /// before claims were embedded) is all payload, with no claim.
 pub(crate) fn split_embedded(record: &[u8]) -> (&str, &[u8]) {

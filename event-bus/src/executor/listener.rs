@@ -1,0 +1,458 @@
+//! Durable listeners: registration ([`DurableListenerBuilder`]), their retry policy ([`Backoff`]) and
+//! the program-wide table the executor looks them up in.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ExecutorError;
+use crate::event::Event;
+use crate::listener::ListenerOutput;
+use crate::panic::{CatchPanic, panic_message};
+use crate::pipeline::Jitter;
+
+/// The default maximum number of failed attempts before a request becomes a dead request.
+pub const DEFAULT_MAX_ERRORS: u32 = 5;
+/// The default priority of a durable listener's requests.
+pub const DEFAULT_PRIORITY: u8 = 50;
+
+/// How long a failed request waits before its next attempt: after failure `n` (from 1),
+/// `min(max_delay, base_delay × factor^(n-1))`, drawn with [`Jitter`].
+///
+/// | setting | default |
+/// | --- | --- |
+/// | `base_delay` | 1 s |
+/// | `factor` | 2.0 |
+/// | `max_delay` | 5 min |
+/// | `jitter` | [`Jitter::Equal`] (at least half the delay, so delays grow) |
+///
+/// ```
+/// use event_bus::executor::Backoff;
+/// use event_bus::pipeline::Jitter;
+/// use std::time::Duration;
+///
+/// let backoff = Backoff::new().base_delay(Duration::from_millis(100)).jitter(Jitter::None);
+/// assert_eq!(backoff.delay(1), Duration::from_millis(100));
+/// assert_eq!(backoff.delay(3), Duration::from_millis(400));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    base_delay: Duration,
+    factor: f64,
+    max_delay: Duration,
+    jitter: Jitter,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_delay: Duration::from_secs(1),
+            factor: 2.0,
+            max_delay: Duration::from_secs(300),
+            jitter: Jitter::Equal,
+        }
+    }
+}
+
+impl Backoff {
+    /// The defaults in the table above.
+    ///
+    /// ```
+    /// let backoff = event_bus::executor::Backoff::new();
+    /// # let _ = backoff;
+    /// ```
+    pub fn new() -> Self {
+        Backoff::default()
+    }
+
+    /// The delay after the first failure (before jitter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let backoff = event_bus::executor::Backoff::new().base_delay(Duration::from_millis(50));
+    /// # let _ = backoff;
+    /// ```
+    pub fn base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// How much each further failure multiplies the delay by (at least 1.0; `NaN` counts as 1.0).
+    ///
+    /// ```
+    /// let linear_free = event_bus::executor::Backoff::new().factor(3.0);
+    /// # let _ = linear_free;
+    /// ```
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = if factor.is_nan() {
+            1.0
+        } else {
+            factor.max(1.0)
+        };
+        self
+    }
+
+    /// The longest delay (before jitter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let backoff = event_bus::executor::Backoff::new().max_delay(Duration::from_secs(60));
+    /// # let _ = backoff;
+    /// ```
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// How the random part of each delay is drawn.
+    ///
+    /// ```
+    /// use event_bus::pipeline::Jitter;
+    /// let exact = event_bus::executor::Backoff::new().jitter(Jitter::None);
+    /// # let _ = exact;
+    /// ```
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The delay after `failures` failed attempts (1 for the first), jitter included.
+    ///
+    /// ```
+    /// use event_bus::executor::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::new().max_delay(Duration::from_secs(2));
+    /// assert!(backoff.delay(30) <= Duration::from_secs(2));
+    /// ```
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        let grown = self.base_delay.as_secs_f64() * self.factor.powi(exponent);
+        let capped = if grown.is_finite() {
+            Duration::from_secs_f64(grown.min(self.max_delay.as_secs_f64()))
+        } else {
+            self.max_delay
+        };
+        let backoff = capped.min(self.max_delay);
+        match self.jitter {
+            Jitter::Full => backoff.mul_f64(fastrand::f64()),
+            Jitter::Equal => backoff / 2 + (backoff / 2).mul_f64(fastrand::f64()),
+            _ => backoff,
+        }
+    }
+}
+
+/// Why one run of a durable listener failed.
+pub(crate) enum RunFailure {
+    /// The stored payload is not the listener's event type: trying again cannot help.
+    Decode(String),
+    /// The listener returned an error.
+    Error(String),
+    /// The listener panicked; the message.
+    Panic(String),
+}
+
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<(), RunFailure>> + Send>>;
+
+type Runner = dyn Fn(&serde_json::Value) -> RunFuture + Send + Sync;
+
+/// A registered durable listener, type-erased for the executor (which finds it by name in a
+/// stored request).
+pub(crate) struct Registered {
+    pub(crate) name: Arc<str>,
+    pub(crate) event: &'static str,
+    pub(crate) max_errors: u32,
+    pub(crate) priority: u8,
+    pub(crate) backoff: Backoff,
+    run: Box<Runner>,
+}
+
+impl Registered {
+    /// Decodes `payload` and runs the listener on it; errors and panics (in the call or in the
+    /// future) become [`RunFailure`]s.
+    pub(crate) fn run(&self, payload: &serde_json::Value) -> RunFuture {
+        (self.run)(payload)
+    }
+}
+
+/// The program's durable listeners: by name, and by event type (in registration order).
+#[derive(Default)]
+struct Table {
+    by_name: HashMap<Arc<str>, Arc<Registered>>,
+    by_event: HashMap<std::any::TypeId, Vec<Arc<Registered>>>,
+}
+
+static TABLE: LazyLock<RwLock<Table>> = LazyLock::new(RwLock::default);
+
+/// The durable listener registered under `name`.
+pub(crate) fn find(name: &str) -> Option<Arc<Registered>> {
+    TABLE.read().by_name.get(name).cloned()
+}
+
+/// The durable listeners of `E`.
+pub(crate) fn of<E: 'static>() -> Vec<Arc<Registered>> {
+    TABLE
+        .read()
+        .by_event
+        .get(&std::any::TypeId::of::<E>())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A durable listener being configured; from [`Event::durable`](crate::Event::durable). Nothing is
+/// registered until [`register`](DurableListenerBuilder::register).
+///
+/// ```
+/// use event_bus::executor::Backoff;
+/// use event_bus::prelude::*;
+/// use std::time::Duration;
+///
+/// #[event]
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct InvoiceDue {
+///     invoice: u64,
+/// }
+///
+/// async fn remind(due: InvoiceDue) -> Result<(), std::io::Error> {
+///     println!("reminding about invoice {}", due.invoice);
+///     Ok(())
+/// }
+///
+/// InvoiceDue::durable("remind-customer", remind)
+///     .max_errors(8)
+///     .priority(80)
+///     .backoff(Backoff::new().base_delay(Duration::from_secs(10)))
+///     .register()?;
+/// # Ok::<(), event_bus::executor::ExecutorError>(())
+/// ```
+#[must_use = "a durable listener is registered by `register()`"]
+pub struct DurableListenerBuilder<E, F> {
+    name: String,
+    handler: F,
+    max_errors: u32,
+    priority: u8,
+    backoff: Backoff,
+    event: PhantomData<fn(E)>,
+}
+
+impl<E, F> fmt::Debug for DurableListenerBuilder<E, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableListenerBuilder")
+            .field("name", &self.name)
+            .field("max_errors", &self.max_errors)
+            .field("priority", &self.priority)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E, F, Fut> DurableListenerBuilder<E, F>
+where
+    E: Event + Serialize + DeserializeOwned,
+    F: Fn(E) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: ListenerOutput,
+{
+    pub(crate) fn new(name: String, handler: F) -> Self {
+        DurableListenerBuilder {
+            name,
+            handler,
+            max_errors: DEFAULT_MAX_ERRORS,
+            priority: DEFAULT_PRIORITY,
+            backoff: Backoff::default(),
+            event: PhantomData,
+        }
+    }
+
+    /// Failed attempts after which a request becomes a dead request (default 5, at least 1).
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick;
+    ///
+    /// let builder = Tick::durable("tick-once", |_: Tick| async {}).max_errors(1);
+    /// # drop(builder);
+    /// ```
+    pub fn max_errors(mut self, max_errors: u32) -> Self {
+        self.max_errors = max_errors.max(1);
+        self
+    }
+
+    /// The priority of this listener's requests (default 50): an executor runs due requests of a
+    /// higher priority first, then the older first.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick;
+    ///
+    /// let builder = Tick::durable("tick-urgently", |_: Tick| async {}).priority(90);
+    /// # drop(builder);
+    /// ```
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The delay between a failed attempt and the next one.
+    ///
+    /// ```
+    /// use event_bus::executor::Backoff;
+    /// use event_bus::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick;
+    ///
+    /// let builder = Tick::durable("tick-patiently", |_: Tick| async {})
+    ///     .backoff(Backoff::new().base_delay(Duration::from_secs(30)));
+    /// # drop(builder);
+    /// ```
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Registers the listener for the whole program: from now on every
+    /// [`publish`](crate::Event::publish) of `E` stores a request for it, and every
+    /// [`Executor`](super::Executor) of this program can run those requests.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecutorError::DuplicateListener`] if the name is taken (by a listener of any event
+    /// type); [`ExecutorError::InvalidName`] if it is empty or has control characters.
+    ///
+    /// ```
+    /// use event_bus::executor::ExecutorError;
+    /// use event_bus::prelude::*;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick;
+    ///
+    /// Tick::durable("count-ticks", |_: Tick| async {}).register()?;
+    /// let again = Tick::durable("count-ticks", |_: Tick| async {}).register();
+    /// assert!(matches!(again, Err(ExecutorError::DuplicateListener(_))));
+    /// # Ok::<(), ExecutorError>(())
+    /// ```
+    pub fn register(self) -> Result<DurableListener, ExecutorError> {
+        if self.name.is_empty() || self.name.chars().any(char::is_control) {
+            return Err(ExecutorError::InvalidName(self.name));
+        }
+        let handler = Arc::new(self.handler);
+        let run = move |payload: &serde_json::Value| -> RunFuture {
+            let event = match E::deserialize(payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    let failure = RunFailure::Decode(error.to_string());
+                    return Box::pin(std::future::ready(Err(failure)));
+                }
+            };
+            let handler = Arc::clone(&handler);
+            match catch_unwind(AssertUnwindSafe(|| handler(event))) {
+                Ok(future) => Box::pin(async move {
+                    match CatchPanic::new(Box::pin(future)).await {
+                        Ok(output) => output
+                            .into_result()
+                            .map_err(|error| RunFailure::Error(error.to_string())),
+                        Err(panic) => Err(RunFailure::Panic(panic)),
+                    }
+                }),
+                Err(payload) => {
+                    let failure = RunFailure::Panic(panic_message(payload));
+                    Box::pin(std::future::ready(Err(failure)))
+                }
+            }
+        };
+        let name: Arc<str> = self.name.into();
+        let registered = Arc::new(Registered {
+            name: Arc::clone(&name),
+            event: E::NAME,
+            max_errors: self.max_errors,
+            priority: self.priority,
+            backoff: self.backoff,
+            run: Box::new(run),
+        });
+        let mut table = TABLE.write();
+        if table.by_name.contains_key(&name) {
+            return Err(ExecutorError::DuplicateListener(name.to_string()));
+        }
+        table
+            .by_name
+            .insert(Arc::clone(&name), Arc::clone(&registered));
+        table
+            .by_event
+            .entry(std::any::TypeId::of::<E>())
+            .or_default()
+            .push(Arc::clone(&registered));
+        Ok(DurableListener { registered })
+    }
+}
+
+/// A registered durable listener; from [`DurableListenerBuilder::register`]. Dropping it keeps the
+/// listener registered.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Tick;
+///
+/// let listener = Tick::durable("log-ticks", |_: Tick| async {}).register()?;
+/// assert_eq!(listener.name(), "log-ticks");
+/// assert!(listener.unregister());
+/// # Ok::<(), event_bus::executor::ExecutorError>(())
+/// ```
+#[derive(Clone)]
+pub struct DurableListener {
+    registered: Arc<Registered>,
+}
+
+impl fmt::Debug for DurableListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableListener")
+            .field("name", &self.registered.name)
+            .field("event", &self.registered.event)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableListener {
+    /// The listener's name.
+    pub fn name(&self) -> &str {
+        &self.registered.name
+    }
+
+    /// Removes the listener: later publishes store no request for it, and executors of this
+    /// process leave its stored requests alone (an executor in a process that still has it runs
+    /// them). `false` if it was already removed.
+    pub fn unregister(self) -> bool {
+        let mut table = TABLE.write();
+        let name = &self.registered.name;
+        match table.by_name.get(name) {
+            Some(current) if Arc::ptr_eq(current, &self.registered) => {}
+            _ => return false, // removed (and perhaps registered again by someone else)
+        }
+        table.by_name.remove(name);
+        for listeners in table.by_event.values_mut() {
+            listeners.retain(|listener| !Arc::ptr_eq(listener, &self.registered));
+        }
+        true
+    }
+}

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod jobs;
 pub mod nats;
 pub mod orders;
 pub mod parts;

@@ -622,3 +622,77 @@ fn names_are_unique_and_printable() {
         Err(ExecutorError::InvalidName(_))
     ));
 }
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Portable(u32);
+
+/// The lifecycle on a given store: requests with retries, a dead request revived, and two
+/// executors sharing the store running each request once.
+async fn lifecycle_on(store: Arc<dyn Store>, name: &str) {
+    let bus = DurableBus::new(store);
+    for n in 0..40 {
+        Portable(n).publish(&bus).await.unwrap();
+    }
+    let executors = [
+        bus.executor().interval(Duration::from_millis(2)).start(),
+        bus.executor().interval(Duration::from_millis(2)).start(),
+    ];
+    until("the requests to settle", async || {
+        bus.pending().await.unwrap() == 0
+    })
+    .await;
+    let mut executed = event_bus::executor::Executed::default();
+    for executor in executors {
+        let run = executor.shutdown(Duration::from_secs(5)).await;
+        executed.succeeded += run.succeeded;
+        executed.dead += run.dead;
+    }
+    // `n % 10 == 3` fails twice then succeeds; `n == 7` always fails (max 3 errors).
+    assert_eq!((executed.succeeded, executed.dead), (39, 1), "{name}");
+    let dead = bus.dead_requests().await.unwrap();
+    assert_eq!(dead.len(), 1, "{name}");
+    assert_eq!(dead[0].decode::<Portable>().unwrap().0, 7, "{name}");
+    assert_eq!(dead[0].attempts(), 3, "{name}");
+    assert!(bus.revive(dead[0].key()).await.unwrap(), "{name}");
+    assert_eq!(
+        bus.executor().run_once().await.unwrap().retried,
+        1,
+        "{name}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_lifecycle_holds_on_every_store() {
+    let attempts = Arc::new(Mutex::new(std::collections::HashMap::<u32, u32>::new()));
+    let seen = Arc::clone(&attempts);
+    Portable::durable("portable", move |event: Portable| {
+        let attempt = {
+            let mut attempts = seen.lock().unwrap();
+            let attempt = attempts.entry(event.0).or_default();
+            *attempt += 1;
+            *attempt
+        };
+        async move {
+            match event.0 {
+                7 => Err("always".to_owned()),
+                n if n % 10 == 3 && attempt % 3 != 0 => Err(format!("attempt {attempt}")),
+                _ => Ok(()),
+            }
+        }
+    })
+    .max_errors(3)
+    .backoff(Backoff::new().base_delay(Duration::from_millis(1)))
+    .register()
+    .unwrap();
+    for store in event_bus_tests::stores::both() {
+        attempts.lock().unwrap().clear();
+        lifecycle_on(store.store, store.name).await;
+    }
+    if let Some(url) = event_bus_tests::stores::postgres_url() {
+        let schema = event_bus_tests::stores::PostgresSchema::new(&url).await;
+        attempts.lock().unwrap().clear();
+        lifecycle_on(schema.store.clone(), "postgres").await;
+        schema.drop_schema().await;
+    }
+}

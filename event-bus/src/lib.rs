@@ -66,6 +66,7 @@
 //! | `event_bus.listener` | listener run by [`spawn`](Event::spawn) (in its task) or [`deliver`](Event::deliver), and async listener that [`trigger`](Event::trigger) detaches | `event_bus.listener` (its name) |
 //! | `event_bus.pipeline` | `Pipeline::process` (feature `pipeline`) | `messaging.message.id`, `event_bus.key` |
 //! | `event_bus.inbox` | message a durable inbox processes | `messaging.message.id` |
+//! | `event_bus.request` | run of a durable listener's request ([`executor`]) | `messaging.message.id` (the event's id), `event_bus.listener` |
 //!
 //! The synchronous listeners of `trigger` get no span: a whole dispatch costs a few nanoseconds,
 //! less than creating one. The `nats` and `cloudevents` features add spans for what they receive

@@ -1,17 +1,19 @@
 //! `tracing` spans after OpenTelemetry's messaging conventions: one `event_bus.listener` span per
 //! listener run by `spawn`, `deliver` and the async listeners `trigger` detaches; one
 //! `event_bus.pipeline` span per `Pipeline::process`; one `event_bus.inbox` span per message a
-//! durable inbox processes. In its own test binary: `tracing` caches per call site whether it is
+//! durable inbox processes; one `event_bus.request` span per durable request run. In its own test binary: `tracing` caches per call site whether it is
 //! enabled, and a test on another thread without a subscriber could make this one miss spans.
 
 use std::sync::Arc;
 
+use event_bus::executor::DurableBus;
 use event_bus::pipeline::{Durable, Message, Pipeline};
 use event_bus::prelude::*;
 use event_bus::store::MemoryStore;
 use event_bus_tests::recorder::Recorder;
 
 #[event(name = "shop.order")]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Order(#[allow(dead_code)] u32);
 
 #[test]
@@ -100,6 +102,30 @@ fn dispatch_and_pipelines_open_spans_named_after_the_messaging_conventions() {
             .find(|span| span.name == "event_bus.inbox")
             .unwrap();
         assert!(inbox_span.has(&format!("messaging.message.id={inboxed_id}")));
+
+        // A durable listener's request.
+        Order::durable("span-mail", |_: Order| async {})
+            .register()
+            .unwrap();
+        let bus = DurableBus::new(Arc::new(MemoryStore::new()));
+        let published = Order(9).publish(&bus).await.unwrap();
+        assert_eq!(bus.executor().run_once().await.unwrap().succeeded, 1);
+        let spans = recorder.spans();
+        let request_span = spans
+            .iter()
+            .find(|span| span.name == "event_bus.request")
+            .unwrap();
+        for field in [
+            "messaging.destination.name=shop.order".to_owned(),
+            format!("messaging.message.id={}", published.id()),
+            "event_bus.listener=span-mail".to_owned(),
+            "otel.name=process shop.order".to_owned(),
+        ] {
+            assert!(
+                request_span.has(&field),
+                "{field} missing from {request_span:?}"
+            );
+        }
     });
 }
 

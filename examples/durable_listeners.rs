@@ -47,7 +47,7 @@ async fn send_welcome_mail(user: UserSignedUp) -> Result<(), String> {
         *count
     };
     tokio::time::sleep(Duration::from_millis(5)).await; // the mail server's latency
-    if user.user_id % 5 == 0 && calls <= 2 {
+    if user.user_id.is_multiple_of(5) && calls <= 2 {
         return Err(format!("mail server timed out (try {calls})"));
     }
     println!("  mail    -> {}", user.email);

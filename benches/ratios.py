@@ -150,3 +150,26 @@ table(
         for bench, label in CLOUDEVENTS
     ],
 )
+
+
+def durable_rate(bench):
+    value = ns("durable", bench, "200_events")
+    return None if value is None else 200 / (value / 1e9)
+
+
+DURABLE = [
+    ("durable_inbox_submit", "`Durable` inbox: persist, handle, remove"),
+    ("publish_and_execute", "**durable listener**: `publish`, then an `Executor` runs the request"),
+]
+inbox_rate = durable_rate("durable_inbox_submit")
+table(
+    "durable listeners on SQLite: 200 events, 32 at a time (ratio to the `Durable` inbox)",
+    ["contender", "events/s", "ratio"],
+    [
+        [label,
+         "n/a" if durable_rate(bench) is None else f"{durable_rate(bench):,.0f}",
+         "n/a" if durable_rate(bench) is None or inbox_rate is None
+         else f"{durable_rate(bench) / inbox_rate:.0%}"]
+        for bench, label in DURABLE
+    ],
+)

@@ -298,21 +298,12 @@ impl Executor {
             if stop.is_some_and(|stop| *stop.borrow()) {
                 break;
             }
-            match self.claim(candidate).await {
-                Ok(Some((holder, candidate))) => {
-                    let executor = self.clone();
-                    let abort = abort.cloned();
-                    if concurrency == 1 {
-                        executed.add(executor.execute(holder, candidate, abort).await);
-                    } else {
-                        running.spawn(executor.execute(holder, candidate, abort));
-                    }
-                }
-                Ok(None) => executed.busy += 1,
-                Err(error) => {
-                    tracing::warn!(%error, "could not claim a durable request");
-                    executed.interrupted += 1;
-                }
+            let work = self.clone().claim_and_execute(candidate, abort.cloned());
+            if concurrency == 1 {
+                executed.add(work.await);
+            } else {
+                // Claims run concurrently too: a store that groups writes commits them together.
+                running.spawn(work);
             }
         }
         while let Some(done) = running.join_next().await {
@@ -438,22 +429,12 @@ impl Executor {
                 if in_hand.contains(&candidate.key) {
                     continue;
                 }
-                match self.claim(candidate).await {
-                    Ok(Some((holder, candidate))) => {
-                        in_hand.insert(candidate.key.clone());
-                        let executor = self.clone();
-                        let abort = abort.clone();
-                        running.spawn(async move {
-                            let key = candidate.key.clone();
-                            (key, executor.execute(holder, candidate, Some(abort)).await)
-                        });
-                    }
-                    Ok(None) => executed.busy += 1,
-                    Err(error) => {
-                        tracing::warn!(%error, "could not claim a durable request");
-                        executed.interrupted += 1;
-                    }
-                }
+                in_hand.insert(candidate.key.clone());
+                let key = candidate.key.clone();
+                let work = self
+                    .clone()
+                    .claim_and_execute(candidate, Some(abort.clone()));
+                running.spawn(async move { (key, work.await) });
             }
             tokio::select! {
                 changed = stop.changed() => {
@@ -531,6 +512,28 @@ impl Executor {
             });
         }
         Ok((due, counted))
+    }
+
+    /// Claims a candidate and, if that worked, executes it.
+    async fn claim_and_execute(
+        self,
+        candidate: Candidate,
+        abort: Option<watch::Receiver<bool>>,
+    ) -> Executed {
+        match self.claim(candidate).await {
+            Ok(Some((holder, candidate))) => self.execute(holder, candidate, abort).await,
+            Ok(None) => Executed {
+                busy: 1,
+                ..Executed::default()
+            },
+            Err(error) => {
+                tracing::warn!(%error, "could not claim a durable request");
+                Executed {
+                    interrupted: 1,
+                    ..Executed::default()
+                }
+            }
+        }
     }
 
     /// Claims a candidate: `None` if someone else holds it or it changed since the scan.

@@ -76,7 +76,8 @@ mod run;
 pub use bus::{DurableBus, Published};
 pub use error::ExecutorError;
 pub use listener::{
-    Backoff, DEFAULT_MAX_ERRORS, DEFAULT_PRIORITY, DurableListener, DurableListenerBuilder,
+    Backoff, DEFAULT_MAX_ERRORS, DEFAULT_PRIORITY, DEFAULT_TIMEOUT, DurableListener,
+    DurableListenerBuilder,
 };
 pub use request::Request;
 pub use run::{Executed, Executor, RunningExecutor, Schedule};

@@ -109,6 +109,11 @@ mod event;
 pub mod executor;
 mod lifecycle;
 mod listener;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_disabled.rs"]
+mod metrics;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod once;

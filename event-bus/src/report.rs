@@ -437,6 +437,7 @@ impl FailureCause {
     /// Emits this failure as a `tracing` event: panics at `ERROR`, everything else at `WARN`.
     pub(crate) fn log(&self, event: &'static str, listener: &str) {
         use crate::reporting::{self, Origin};
+        crate::metrics::listener_failed(event, listener, self);
         match self {
             FailureCause::Panic(message) => {
                 tracing::error!(event, listener, panic = %message, "event listener panicked");

@@ -17,6 +17,37 @@ use event_bus::reporting::{self, Origin, Reported};
 use event_bus::store::{Fault, FaultyStore, MemoryStore, Operation, SqliteStore, Store};
 use serde::{Deserialize, Serialize};
 
+/// What the error reporter saw: origin, message, panic, backtrace present.
+type Seen = (Origin, String, bool, bool);
+
+/// The reports for the durable listener `name`. The reporter is process-wide: one, installed once,
+/// records every report, and each test reads those of its own listeners.
+fn reported(name: &str) -> Vec<Seen> {
+    static REPORTS: Mutex<Vec<(String, Seen)>> = Mutex::new(Vec::new());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        reporting::install_panic_hook();
+        reporting::set_error_reporter(|failure: &Reported<'_>| {
+            let seen = (
+                failure.origin(),
+                failure.to_string(),
+                failure.is_panic(),
+                failure.backtrace().is_some(),
+            );
+            REPORTS
+                .lock()
+                .unwrap()
+                .push((failure.name().to_owned(), seen));
+        });
+    });
+    let reports = REPORTS.lock().unwrap();
+    reports
+        .iter()
+        .filter(|(listener, _)| listener == name)
+        .map(|(_, seen)| seen.clone())
+        .collect()
+}
+
 fn memory() -> Arc<MemoryStore> {
     Arc::new(MemoryStore::new())
 }
@@ -191,19 +222,7 @@ struct Panicky(u32);
 
 #[tokio::test]
 async fn panics_are_isolated_reported_with_a_backtrace_and_count_as_failures() {
-    reporting::install_panic_hook();
-    let seen = Arc::new(Mutex::new(Vec::<(Origin, String, bool, bool)>::new()));
-    let sink = Arc::clone(&seen);
-    reporting::set_error_reporter(move |failure: &Reported<'_>| {
-        if failure.name() == "panicky" {
-            sink.lock().unwrap().push((
-                failure.origin(),
-                failure.to_string(),
-                failure.is_panic(),
-                failure.backtrace().is_some(),
-            ));
-        }
-    });
+    assert!(reported("panicky").is_empty()); // installs the reporter and the panic hook
     let others = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&others);
     async fn explode(event: Panicky) {
@@ -234,7 +253,7 @@ async fn panics_are_isolated_reported_with_a_backtrace_and_count_as_failures() {
         "the neighbour is not re-run"
     );
 
-    let seen = seen.lock().unwrap().clone();
+    let seen = reported("panicky");
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].0, Origin::Request);
     assert_eq!(seen[1].0, Origin::DeadRequest);
@@ -695,4 +714,204 @@ async fn the_request_lifecycle_holds_on_every_store() {
         lifecycle_on(schema.store.clone(), "postgres").await;
         schema.drop_schema().await;
     }
+}
+
+// Regressions from a fault hunt.
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Burst(u32);
+
+#[tokio::test]
+async fn requests_published_in_the_same_millisecond_run_in_publication_order() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    Burst::durable("burst", move |event: Burst| {
+        seen.lock().unwrap().push(event.0);
+        async {}
+    })
+    .register()
+    .unwrap();
+    let bus = DurableBus::new(memory());
+    for n in 0..50 {
+        Burst(n).publish(&bus).await.unwrap();
+    }
+    let executor = bus.executor().schedule(Schedule::Cooperative);
+    assert_eq!(executor.run_once().await.unwrap().succeeded, 50);
+    assert_eq!(*order.lock().unwrap(), (0..50).collect::<Vec<_>>());
+}
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Stuck(u32);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_never_finishes_times_out_instead_of_holding_its_executor() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&finished);
+    Stuck::durable("stuck-forever", |_: Stuck| std::future::pending::<()>())
+        .priority(90)
+        .timeout(Duration::from_millis(30))
+        .max_errors(1)
+        .register()
+        .unwrap();
+    Stuck::durable("stuck-neighbour", move |_: Stuck| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {}
+    })
+    .priority(10)
+    .register()
+    .unwrap();
+    let bus = DurableBus::new(memory());
+    Stuck(1).publish(&bus).await.unwrap();
+    let running = bus
+        .executor()
+        .schedule(Schedule::Cooperative)
+        .interval(Duration::from_millis(2))
+        .start();
+    until("the neighbour to run after the stuck one", async || {
+        finished.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let executed = running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((executed.succeeded, executed.dead), (1, 1));
+    let dead = &bus.dead_requests().await.unwrap()[0];
+    assert_eq!(dead.error(), Some("timed out after 30ms"));
+}
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct DeadOnce;
+
+#[tokio::test]
+async fn a_dead_request_is_reported_once_even_when_its_first_write_fails() {
+    assert!(reported("dead-once").is_empty()); // installs the reporter
+    DeadOnce::durable("dead-once", |_: DeadOnce| async { Err("no") })
+        .max_errors(1)
+        .register()
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(memory()));
+    let bus = DurableBus::new(Arc::clone(&store));
+    DeadOnce.publish(&bus).await.unwrap();
+    store.inject(Operation::Apply, 2, Fault::Fail); // the dead request's write
+    assert_eq!(bus.executor().run_once().await.unwrap().interrupted, 1);
+    assert!(
+        reported("dead-once").is_empty(),
+        "not dead yet: nothing written"
+    );
+    assert_eq!(bus.executor().run_once().await.unwrap().dead, 1);
+    assert_eq!(bus.dead_count().await.unwrap(), 1);
+    let reports = reported("dead-once");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].0, Origin::DeadRequest);
+}
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Ambiguous;
+
+/// A claim whose write landed but reported an error is released at once, not left for its lease.
+#[tokio::test]
+async fn a_claim_written_despite_an_error_is_released() {
+    Ambiguous::durable("ambiguous", |_: Ambiguous| async {})
+        .register()
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(memory()));
+    let bus = DurableBus::new(Arc::clone(&store));
+    Ambiguous.publish(&bus).await.unwrap();
+    store.inject(Operation::CompareAndSwap, 1, Fault::FailAfter);
+    assert_eq!(bus.executor().run_once().await.unwrap().interrupted, 1);
+    until("the claim to be released", async || {
+        let records = store.scan("requests", "").await.unwrap();
+        records.len() == 1 && records[0].1.starts_with(b"free\n")
+    })
+    .await;
+    assert_eq!(bus.executor().run_once().await.unwrap().succeeded, 1);
+}
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Hung;
+
+/// A store that stops answering cannot keep `shutdown` from returning.
+#[tokio::test(start_paused = true)]
+async fn shutdown_returns_even_when_the_store_hangs() {
+    Hung::durable("hung", |_: Hung| async {})
+        .register()
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(memory()));
+    let bus = DurableBus::new(Arc::clone(&store));
+    Hung.publish(&bus).await.unwrap();
+    store.inject(Operation::Apply, 2, Fault::Hang); // the success's removal never completes
+    let running = bus.executor().interval(Duration::from_millis(5)).start();
+    until("the commit to hang", async || {
+        store.calls(Operation::Apply) == 2
+    })
+    .await;
+    let executed = running.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(executed.released, 1);
+}
+
+/// An event whose `Deserialize` panics.
+#[event]
+#[derive(Serialize)]
+struct PanickyDecode(u32);
+
+impl<'de> Deserialize<'de> for PanickyDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("this type cannot be read back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_deserialize_is_a_failure_of_the_request_not_of_the_executor() {
+    PanickyDecode::durable("panicky-decode", |_: PanickyDecode| async {})
+        .max_errors(2)
+        .backoff(Backoff::new().base_delay(Duration::ZERO))
+        .register()
+        .unwrap();
+    let bus = DurableBus::new(memory());
+    PanickyDecode(1).publish(&bus).await.unwrap();
+    let running = bus
+        .executor()
+        .schedule(Schedule::Cooperative)
+        .interval(Duration::from_millis(2))
+        .start();
+    until("the request to be dead", async || {
+        bus.dead_count().await.unwrap() == 1
+    })
+    .await;
+    let executed = running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((executed.retried, executed.dead), (1, 1));
+    assert!(bus.dead_requests().await.unwrap()[0].panicked());
+}
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Unclaimable;
+
+/// When every claim fails on a store error, the executor waits for its interval between rounds
+/// instead of spinning on the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_claims_do_not_make_the_executor_spin() {
+    Unclaimable::durable("unclaimable", |_: Unclaimable| async {})
+        .register()
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(memory()));
+    let bus = DurableBus::new(Arc::clone(&store));
+    Unclaimable.publish(&bus).await.unwrap();
+    for nth in 1..=10_000 {
+        store.inject(Operation::CompareAndSwap, nth, Fault::Fail);
+    }
+    let running = bus.executor().interval(Duration::from_millis(50)).start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executed = running.shutdown(Duration::from_secs(5)).await;
+    let claims = store.calls(Operation::CompareAndSwap);
+    assert!(
+        claims <= 10,
+        "{claims} claim attempts in 300 ms with a 50 ms interval"
+    );
+    assert!(executed.interrupted >= 2);
+    store.heal();
+    assert_eq!(bus.executor().run_once().await.unwrap().succeeded, 1);
 }

@@ -6,6 +6,7 @@ use super::payload::dropped;
 use super::run_async;
 use crate::event::Event;
 use crate::listener::Callback;
+use crate::metrics::{self, Timer};
 use crate::panic::run_guarded;
 use crate::registry::snapshot::Snapshot;
 use crate::report::Report;
@@ -17,10 +18,14 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
     let Some(snapshot) = snapshot else {
         return Report::new(0);
     };
+    if metrics::on() {
+        metrics::dispatched(E::NAME, "deliver");
+    }
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {
         let span = spans::listener(E::NAME, &entry.name);
+        let timer = Timer::start();
         let outcome = match &entry.callback {
             Callback::Sync(listener) => span.in_scope(|| run_guarded(|| listener.call(&event))),
             Callback::Async(listener) => {
@@ -28,6 +33,7 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
                 started.instrument(span).await
             }
         };
+        metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
         match outcome {
             Ok(()) => report.record_success(),
             Err(cause) => report.record_failure(E::NAME, &entry.name, cause),

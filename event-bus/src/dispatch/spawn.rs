@@ -14,6 +14,7 @@ use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::listener::Callback;
+use crate::metrics::{self, Timer};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
@@ -41,6 +42,9 @@ pub(crate) fn spawn<E: Event>(
     event: E,
 ) -> Dispatch {
     let event = Arc::new(event);
+    if metrics::on() {
+        metrics::dispatched(E::NAME, "spawn");
+    }
     let Some(snapshot) = snapshot else {
         return Dispatch::finished(E::NAME, dropped::<E, _>(event, Report::new(0)));
     };
@@ -98,11 +102,13 @@ pub(crate) fn spawn<E: Event>(
 /// it, and carries the listener's name back to the [`Dispatch`]. The task that drops the shared
 /// payload last runs its `Drop`: a panic there is the payload's, not the listener's.
 async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
+    let timer = Timer::start();
     let outcome: Outcome = match &entry.callback {
         Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
         // This task keeps its own owner of the payload, so the listener's is never the last.
         Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
     };
+    metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
     // Logged before the payload is dropped: a panic in its `Drop` must not take the place of
     // the listener's panic in the thread's record of the latest panic (its backtrace).
     let listener = outcome.map_err(|cause| {

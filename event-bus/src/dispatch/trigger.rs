@@ -10,6 +10,7 @@ use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::listener::Callback;
+use crate::metrics::{self, Timer};
 use crate::panic::{panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
@@ -26,7 +27,7 @@ pub(crate) fn trigger<E: Event>(
     let Some(snapshot) = snapshot else {
         return Report::new(0);
     };
-    if snapshot.has_async {
+    if snapshot.has_async || metrics::on() {
         return trigger_mixed(scope, snapshot, event);
     }
     run_sync_only(snapshot, event)
@@ -119,18 +120,27 @@ fn fail<E: Event>(
     }
 }
 
-/// Some entries are async: they need the payload in an `Arc` and a runtime to be spawned on.
+/// Some entries are async: they need the payload in an `Arc` and a runtime to be spawned on. Also
+/// the path of every dispatch while metrics are recorded.
 #[inline(never)]
 fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event: E) -> Report {
+    if metrics::on() {
+        metrics::dispatched(E::NAME, "trigger");
+    }
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     let runtime = Handle::try_current().ok();
     for entry in snapshot.entries.iter() {
         match (&entry.callback, &runtime) {
-            (Callback::Sync(listener), _) => match run_guarded(|| listener.call(&event)) {
-                Ok(()) => report.record_success(),
-                Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
-            },
+            (Callback::Sync(listener), _) => {
+                let timer = Timer::start();
+                let outcome = run_guarded(|| listener.call(&event));
+                metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
+                match outcome {
+                    Ok(()) => report.record_success(),
+                    Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
+                }
+            }
             (Callback::Async(listener), Some(runtime)) => {
                 // Counted before the drain flag is read (see `lifecycle`).
                 let tracked = Running::start(entry);
@@ -140,6 +150,7 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                     continue;
                 }
                 let span = spans::listener(E::NAME, &entry.name);
+                let timer = Timer::start();
                 let task = span.in_scope(|| run_async(listener, Arc::clone(&event)));
                 // The task keeps its own owner of the payload, dropped last and guarded: a panic
                 // in the payload's `Drop` is never the listener's, and never escapes.
@@ -147,7 +158,9 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 let name = Arc::clone(&entry.name);
                 runtime.spawn(
                     async move {
-                        if let Err(cause) = task.await {
+                        let outcome = task.await;
+                        metrics::listener_ran(E::NAME, &name, outcome.is_ok(), timer);
+                        if let Err(cause) = outcome {
                             cause.log(E::NAME, &name);
                         }
                         drop_payload::<E, _>(payload);

@@ -190,6 +190,7 @@ impl DurableBus {
             error,
         })?;
         let now = now_millis();
+        let stamp = request::stamp();
         let mut batch = Batch::new();
         for listener in &listeners {
             let record = Record {
@@ -204,7 +205,7 @@ impl DurableBus {
                 last_panicked: false,
                 last_failure_ms: None,
             };
-            let key = request::key(listener.priority, now, &id, &listener.name);
+            let key = request::key(listener.priority, stamp, &id, &listener.name);
             let namespace = &*self.inner.requests;
             batch = batch.expect_absent(namespace, key.clone()).put(
                 namespace,

@@ -24,6 +24,9 @@ use crate::pipeline::Jitter;
 pub const DEFAULT_MAX_ERRORS: u32 = 5;
 /// The default priority of a durable listener's requests.
 pub const DEFAULT_PRIORITY: u8 = 50;
+/// The default longest run of a durable listener (see
+/// [`DurableListenerBuilder::timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long a failed request waits before its next attempt: after failure `n` (from 1),
 /// `min(max_delay, base_delay × factor^(n-1))`, drawn with [`Jitter`].
@@ -241,6 +244,7 @@ pub struct DurableListenerBuilder<E, F> {
     max_errors: u32,
     priority: u8,
     backoff: Backoff,
+    timeout: Duration,
     event: PhantomData<fn(E)>,
 }
 
@@ -251,6 +255,7 @@ impl<E, F> fmt::Debug for DurableListenerBuilder<E, F> {
             .field("max_errors", &self.max_errors)
             .field("priority", &self.priority)
             .field("backoff", &self.backoff)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +274,7 @@ where
             max_errors: DEFAULT_MAX_ERRORS,
             priority: DEFAULT_PRIORITY,
             backoff: Backoff::default(),
+            timeout: DEFAULT_TIMEOUT,
             event: PhantomData,
         }
     }
@@ -328,6 +334,27 @@ where
         self
     }
 
+    /// How long one run may take (default 5 minutes): a run still going then is cancelled and
+    /// counts as a failure ("timed out"), retried like any other. Without it, a listener whose
+    /// future never completes would hold its request (and, under
+    /// [`Schedule::Cooperative`](super::Schedule::Cooperative), its executor) for good.
+    ///
+    /// ```
+    /// use event_bus::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[event]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick;
+    ///
+    /// let builder = Tick::durable("tick-quickly", |_: Tick| async {}).timeout(Duration::from_secs(5));
+    /// # drop(builder);
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Registers the listener for the whole program: from now on every
     /// [`publish`](crate::Event::publish) of `E` stores a request for it, and every
     /// [`Executor`](super::Executor) of this program can run those requests.
@@ -354,30 +381,34 @@ where
         if self.name.is_empty() || self.name.chars().any(char::is_control) {
             return Err(ExecutorError::InvalidName(self.name));
         }
-        let handler = Arc::new(self.handler);
+        let handler = self.handler;
+        let timeout = self.timeout;
         let run = move |payload: &serde_json::Value| -> RunFuture {
-            let event = match E::deserialize(payload) {
-                Ok(event) => event,
-                Err(error) => {
+            // A `Deserialize` impl may panic too: caught like the listener's own panics.
+            let started = catch_unwind(AssertUnwindSafe(|| {
+                E::deserialize(payload).map(&handler)
+            }));
+            let future = match started {
+                Ok(Ok(future)) => future,
+                Ok(Err(error)) => {
                     let failure = RunFailure::Decode(error.to_string());
                     return Box::pin(std::future::ready(Err(failure)));
                 }
-            };
-            let handler = Arc::clone(&handler);
-            match catch_unwind(AssertUnwindSafe(|| handler(event))) {
-                Ok(future) => Box::pin(async move {
-                    match CatchPanic::new(Box::pin(future)).await {
-                        Ok(output) => output
-                            .into_result()
-                            .map_err(|error| RunFailure::Error(error.to_string())),
-                        Err(panic) => Err(RunFailure::Panic(panic)),
-                    }
-                }),
                 Err(payload) => {
                     let failure = RunFailure::Panic(panic_message(payload));
-                    Box::pin(std::future::ready(Err(failure)))
+                    return Box::pin(std::future::ready(Err(failure)));
                 }
-            }
+            };
+            Box::pin(async move {
+                let guarded = CatchPanic::new(Box::pin(future));
+                match tokio::time::timeout(timeout, guarded).await {
+                    Ok(Ok(output)) => output
+                        .into_result()
+                        .map_err(|error| RunFailure::Error(error.to_string())),
+                    Ok(Err(panic)) => Err(RunFailure::Panic(panic)),
+                    Err(_) => Err(RunFailure::Error(format!("timed out after {timeout:?}"))),
+                }
+            })
         };
         let name: Arc<str> = self.name.into();
         let registered = Arc::new(Registered {

@@ -1,5 +1,6 @@
 //! [`Request`]: one durable listener's job for one published event, as stored.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -50,14 +51,32 @@ impl Record {
     }
 }
 
-/// The key of a request: ordered by priority (highest first), then by publication time, so that a
-/// scan in key order is the order requests are run in.
-pub(crate) fn key(priority: u8, published_ms: i64, id: &str, listener: &str) -> String {
+/// The key of a request: ordered by priority (highest first), then by publication [`stamp`], so
+/// that a scan in key order is the order requests are run in.
+pub(crate) fn key(priority: u8, stamp: i64, id: &str, listener: &str) -> String {
     format!(
-        "{:03}/{:013}/{id}/{listener}",
+        "{:03}/{:016}/{id}/{listener}",
         u8::MAX - priority,
-        published_ms.max(0)
+        stamp.max(0)
     )
+}
+
+/// A publication time in microseconds since the Unix epoch, strictly increasing within this
+/// process: events published in the same microsecond (or while the clock steps back) keep their
+/// order.
+pub(crate) fn stamp() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+        });
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    now.max(previous.saturating_add(1))
 }
 
 fn time(millis: i64) -> SystemTime {
@@ -184,6 +203,12 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_strictly_increase() {
+        let stamps: Vec<i64> = (0..10_000).map(|_| stamp()).collect();
+        assert!(stamps.windows(2).all(|pair| pair[0] < pair[1]));
+    }
 
     #[test]
     fn keys_order_by_priority_then_time() {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
@@ -14,6 +15,8 @@ use super::bus::DurableBus;
 use super::error::ExecutorError;
 use super::listener::{self, Registered, RunFailure};
 use super::request::Record;
+use crate::metrics;
+use crate::panic::CatchPanic;
 use crate::pipeline::PipelineError;
 use crate::pipeline::claim::{self, Holder, Site};
 use crate::pipeline::quarantine::quarantine;
@@ -276,45 +279,51 @@ impl Executor {
     /// # }
     /// ```
     pub async fn run_once(&self) -> Result<Executed, ExecutorError> {
-        self.pass(None, None).await
+        let progress = Mutex::new(Progress::default());
+        self.pass(None, None, &progress).await?;
+        Ok(progress.into_inner().executed)
     }
 
-    /// One pass over up to `batch` due requests; with `stop`, claims nothing more once it is set;
-    /// with `abort`, cancels and releases what runs once that is set.
+    /// One pass over up to `batch` due requests, counted into `progress`; with `stop`, claims
+    /// nothing more once it is set; with `abort`, cancels and releases what runs once that is set.
     async fn pass(
         &self,
         stop: Option<&watch::Receiver<bool>>,
         abort: Option<&watch::Receiver<bool>>,
-    ) -> Result<Executed, ExecutorError> {
-        let (candidates, mut executed) = self.due(self.batch, &HashSet::new()).await?;
+        progress: &Mutex<Progress>,
+    ) -> Result<(), ExecutorError> {
+        let (candidates, counted) = self.due(self.batch, &HashSet::new()).await?;
+        progress.lock().executed.add(counted);
         let concurrency = self.concurrency();
         let mut running = JoinSet::new();
         for candidate in candidates {
             while running.len() >= concurrency {
                 if let Some(done) = running.join_next().await {
-                    executed.add(joined(done));
+                    progress.lock().finished(joined(done));
                 }
             }
             if stop.is_some_and(|stop| *stop.borrow()) {
                 break;
             }
             let work = self.clone().claim_and_execute(candidate, abort.cloned());
+            progress.lock().in_hand += 1;
             if concurrency == 1 {
-                executed.add(work.await);
+                let executed = work.await;
+                progress.lock().finished(executed);
             } else {
                 // Claims run concurrently too: a store that groups writes commits them together.
                 running.spawn(work);
             }
         }
         while let Some(done) = running.join_next().await {
-            executed.add(joined(done));
+            progress.lock().finished(joined(done));
         }
-        Ok(executed)
+        Ok(())
     }
 
     /// Starts executing in the background (on the current tokio runtime), scheduled by
     /// [`schedule`](Executor::schedule), until [`RunningExecutor::shutdown`] (or until the
-    /// [`RunningExecutor`] is dropped, which releases what is in hand at once).
+    /// [`RunningExecutor`] is dropped).
     ///
     /// # Panics
     ///
@@ -335,37 +344,46 @@ impl Executor {
     pub fn start(self) -> RunningExecutor {
         let (stop, stopped) = watch::channel(false);
         let (abort, aborted) = watch::channel(false);
-        let task = tokio::spawn(self.run(stopped, aborted));
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let task = tokio::spawn(self.run(stopped, aborted, Arc::clone(&progress)));
         RunningExecutor {
             stop,
             abort,
+            progress,
             task: Some(task),
         }
     }
 
     /// The background loop of [`start`](Executor::start).
-    async fn run(self, stop: watch::Receiver<bool>, abort: watch::Receiver<bool>) -> Executed {
+    async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        abort: watch::Receiver<bool>,
+        progress: Arc<Mutex<Progress>>,
+    ) {
         match self.schedule {
-            Schedule::Cooperative => self.run_cooperative(stop, abort).await,
-            _ => self.run_concurrent(stop, abort).await,
+            Schedule::Cooperative => self.run_cooperative(stop, abort, &progress).await,
+            _ => self.run_concurrent(stop, abort, &progress).await,
         }
     }
 
-    /// Passes one after another: after a pass that did not fill its batch, waits for the
-    /// interval, a publish, or the stop.
+    /// Passes one after another: after a pass that did not fill its batch (or met a store error),
+    /// waits for the interval, a publish, or the stop.
     async fn run_cooperative(
         self,
         mut stop: watch::Receiver<bool>,
         abort: watch::Receiver<bool>,
-    ) -> Executed {
-        let mut executed = Executed::default();
+        progress: &Mutex<Progress>,
+    ) {
         while !*stop.borrow() {
             let published = self.bus.inner.published.notified();
-            let full = match self.pass(Some(&stop), Some(&abort)).await {
-                Ok(pass) => {
-                    let ran = pass.succeeded + pass.retried + pass.dead + pass.busy;
-                    executed.add(pass);
-                    ran >= self.batch
+            let before = progress.lock().executed;
+            let full = match self.pass(Some(&stop), Some(&abort), progress).await {
+                Ok(()) => {
+                    let after = progress.lock().executed;
+                    let ran = (after.succeeded + after.retried + after.dead + after.busy)
+                        - (before.succeeded + before.retried + before.dead + before.busy);
+                    ran >= self.batch && after.interrupted == before.interrupted
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not scan for durable requests");
@@ -385,43 +403,42 @@ impl Executor {
                 () = tokio::time::sleep(self.interval) => {}
             }
         }
-        executed
     }
 
     /// A worker pool: claims the next due request whenever a worker is free, scanning again when
     /// the last scan's requests are used up; waits for the interval (or a publish) when nothing is
-    /// due.
+    /// due, and for the interval after a store error.
     async fn run_concurrent(
         self,
         mut stop: watch::Receiver<bool>,
         abort: watch::Receiver<bool>,
-    ) -> Executed {
-        let mut executed = Executed::default();
+        progress: &Mutex<Progress>,
+    ) {
         let mut running: JoinSet<(String, Executed)> = JoinSet::new();
         let mut in_hand: HashSet<String> = HashSet::new();
         let mut queue: VecDeque<Candidate> = VecDeque::new();
+        // Set after a store error: the next round waits for the interval before using the store.
+        let mut troubled = false;
         loop {
             if *stop.borrow() {
                 break;
             }
             // Registered before the scan, so that a publish during it is not missed.
             let published = self.bus.inner.published.notified();
-            let mut wait = false;
-            while running.len() < self.workers {
+            let mut wait = std::mem::take(&mut troubled);
+            let pause = wait;
+            while !wait && running.len() < self.workers {
                 let Some(candidate) = queue.pop_front() else {
                     match self.due(self.batch, &in_hand).await {
                         Ok((found, counted)) => {
-                            executed.add(counted);
+                            progress.lock().executed.add(counted);
                             queue.extend(found);
-                            if queue.is_empty() {
-                                wait = true;
-                                break;
-                            }
+                            wait = queue.is_empty();
                             continue;
                         }
                         Err(error) => {
                             tracing::warn!(%error, "could not scan for durable requests");
-                            wait = true;
+                            troubled = true;
                             break;
                         }
                     }
@@ -430,12 +447,14 @@ impl Executor {
                     continue;
                 }
                 in_hand.insert(candidate.key.clone());
+                progress.lock().in_hand += 1;
                 let key = candidate.key.clone();
                 let work = self
                     .clone()
                     .claim_and_execute(candidate, Some(abort.clone()));
                 running.spawn(async move { (key, work.await) });
             }
+            let wait = wait || troubled;
             tokio::select! {
                 changed = stop.changed() => {
                     if changed.is_err() {
@@ -444,21 +463,19 @@ impl Executor {
                 }
                 Some(done) = running.join_next(), if !running.is_empty() => {
                     let (key, outcome) = joined_keyed(done);
-                    if let Some(key) = key {
-                        in_hand.remove(&key);
-                    }
-                    executed.add(outcome);
+                    in_hand.remove(&key);
+                    troubled |= outcome.interrupted > 0;
+                    progress.lock().finished(outcome);
                 }
-                () = published, if wait => {}
+                () = published, if wait && !pause && !troubled => {}
                 () = tokio::time::sleep(self.interval), if wait => {}
             }
         }
         // Shutting down: claim nothing more; let what is in hand finish (or be released, once
         // `abort` is set).
         while let Some(done) = running.join_next().await {
-            executed.add(joined_keyed(done).1);
+            progress.lock().finished(joined_keyed(done).1);
         }
-        executed
     }
 
     /// Up to `limit` due requests, in key order (priority, then age), skipping those `in_hand`,
@@ -474,7 +491,16 @@ impl Executor {
         let now = now_millis();
         let mut counted = Executed::default();
         let mut due = Vec::new();
-        for (key, stored) in store.scan(namespace, "").await? {
+        let records = store.scan(namespace, "").await?;
+        if metrics::on() {
+            metrics::depth("event_bus_requests_pending", namespace, records.len());
+            let dead = &*self.bus.inner.dead;
+            match store.count(dead).await {
+                Ok(count) => metrics::depth("event_bus_requests_dead", dead, count),
+                Err(error) => tracing::debug!(%error, "could not count dead requests"),
+            }
+        }
+        for (key, stored) in records {
             if due.len() >= limit {
                 break;
             }
@@ -516,6 +542,26 @@ impl Executor {
 
     /// Claims a candidate and, if that worked, executes it.
     async fn claim_and_execute(
+        self,
+        candidate: Candidate,
+        abort: Option<watch::Receiver<bool>>,
+    ) -> Executed {
+        // Listeners' panics are caught where they run; this guards the executor itself (and a
+        // store that panics), so that one request can never stop the loop.
+        let work = Box::pin(self.claim_then_execute(candidate, abort));
+        match CatchPanic::new(work).await {
+            Ok(executed) => executed,
+            Err(panic) => {
+                tracing::error!(%panic, "a durable request's execution panicked");
+                Executed {
+                    interrupted: 1,
+                    ..Executed::default()
+                }
+            }
+        }
+    }
+
+    async fn claim_then_execute(
         self,
         candidate: Candidate,
         abort: Option<watch::Receiver<bool>>,
@@ -571,6 +617,7 @@ impl Executor {
         } = candidate;
         let mut executed = Executed::default();
         let span = spans::request(&record.event, &record.id, &record.listener);
+        let timer = metrics::Timer::start();
         let outcome = {
             let work = holder
                 .hold(|| async { Ok(listener.run(&record.payload).await) })
@@ -581,7 +628,9 @@ impl Executor {
             }
         };
         let namespace = &*self.bus.inner.requests;
-        let batch = match outcome {
+        // What to report once the outcome is written: a final failure.
+        let mut final_failure = None;
+        let (batch, label) = match outcome {
             None => {
                 holder.release().await;
                 executed.released += 1;
@@ -601,7 +650,7 @@ impl Executor {
             }
             Some(Ok(Ok(()))) => {
                 executed.succeeded += 1;
-                holder.fence().delete(namespace, key.clone())
+                (holder.fence().delete(namespace, key.clone()), "succeeded")
             }
             Some(Ok(Err(failure))) => {
                 let (message, panicked, permanent) = match failure {
@@ -617,35 +666,25 @@ impl Executor {
                 record.attempts = record.attempts.saturating_add(1);
                 record.last_failure_ms = Some(now);
                 record.last_panicked = panicked;
+                record.last_error = Some(message.clone());
                 let dead = permanent || record.attempts >= listener.max_errors;
                 let backtrace = panicked
                     .then(|| reporting::take_backtrace(&message))
                     .flatten();
                 if dead {
-                    reporting::report(
-                        Origin::DeadRequest,
-                        &record.event,
-                        &record.listener,
-                        &message,
-                        panicked.then_some(backtrace.as_ref()),
-                    );
-                    tracing::error!(
-                        request = %key,
-                        listener = %record.listener,
-                        attempts = record.attempts,
-                        error = %message,
-                        "durable request failed for the last time: now a dead request"
-                    );
-                    record.last_error = Some(message);
+                    // Reported once written: a failed write runs the request again.
+                    final_failure = Some((message, panicked, backtrace));
                     executed.dead += 1;
-                    holder.fence().delete(namespace, key.clone()).put(
+                    let batch = holder.fence().delete(namespace, key.clone()).put(
                         &*self.bus.inner.dead,
                         key.clone(),
                         record.encode(),
                         None,
-                    )
+                    );
+                    (batch, "dead")
                 } else {
                     if panicked {
+                        // Every panic is reported when it happens, retried or not.
                         reporting::report(
                             Origin::Request,
                             &record.event,
@@ -665,19 +704,38 @@ impl Executor {
                         error = %message,
                         "durable request failed; it will be retried"
                     );
-                    record.last_error = Some(message);
                     executed.retried += 1;
-                    holder.fence().put(
+                    let batch = holder.fence().put(
                         namespace,
                         key.clone(),
                         claim::free_record(&record.encode()),
                         None,
-                    )
+                    );
+                    (batch, "retried")
                 }
             }
         };
         match holder.commit(batch).await {
-            Ok(()) => executed,
+            Ok(()) => {
+                metrics::request_executed(&record.event, &record.listener, label, timer);
+                if let Some((message, panicked, backtrace)) = final_failure {
+                    tracing::error!(
+                        request = %key,
+                        listener = %record.listener,
+                        attempts = record.attempts,
+                        error = %message,
+                        "durable request failed for the last time: now a dead request"
+                    );
+                    reporting::report(
+                        Origin::DeadRequest,
+                        &record.event,
+                        &record.listener,
+                        &message,
+                        panicked.then_some(backtrace.as_ref()),
+                    );
+                }
+                executed
+            }
             Err(PipelineError::ClaimLost { .. }) => Executed {
                 lost: 1,
                 ..Executed::default()
@@ -717,37 +775,62 @@ fn joined(done: Result<Executed, tokio::task::JoinError>) -> Executed {
     })
 }
 
-fn joined_keyed(
-    done: Result<(String, Executed), tokio::task::JoinError>,
-) -> (Option<String>, Executed) {
+fn joined_keyed(done: Result<(String, Executed), tokio::task::JoinError>) -> (String, Executed) {
     match done {
-        Ok((key, executed)) => (Some(key), executed),
+        Ok(done) => done,
         Err(error) => {
+            // Tasks catch panics, and the loop never aborts them: not expected.
             tracing::error!(%error, "a durable request's task failed");
             let executed = Executed {
                 interrupted: 1,
                 ..Executed::default()
             };
-            (None, executed)
+            (String::new(), executed)
         }
     }
 }
 
+/// What a started executor did so far, and how many requests it has in hand: shared with its
+/// handle, so that a shutdown that must give up on a hung store still reports.
+#[derive(Debug, Default)]
+struct Progress {
+    executed: Executed,
+    in_hand: usize,
+}
+
+impl Progress {
+    fn finished(&mut self, executed: Executed) {
+        self.in_hand = self.in_hand.saturating_sub(1);
+        self.executed.add(executed);
+    }
+}
+
+/// How long [`RunningExecutor::shutdown`] waits, after cancelling what runs, for the requests to
+/// be released before it stops waiting for the store.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// An [`Executor`] running in the background; from [`Executor::start`]. Stop it with
-/// [`shutdown`](RunningExecutor::shutdown); dropping it stops it too, cancelling the listeners
-/// that run and releasing their requests.
+/// [`shutdown`](RunningExecutor::shutdown), which gives back what is in hand before it returns.
+/// Dropping it stops it too, cancelling the listeners that run, but their requests are released
+/// by background tasks: if the program exits right after, they may not run, and other executors
+/// take those requests over only when their lease runs out.
 #[derive(Debug)]
 #[must_use = "dropping a RunningExecutor stops it"]
 pub struct RunningExecutor {
     stop: watch::Sender<bool>,
     abort: watch::Sender<bool>,
-    task: Option<JoinHandle<Executed>>,
+    progress: Arc<Mutex<Progress>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl RunningExecutor {
     /// Stops claiming requests, waits up to `grace` for the listeners running now to finish, then
     /// cancels those still running and releases their requests (for this or another executor to
     /// run again). Returns what the executor did over its whole run.
+    ///
+    /// It returns even if the store stops answering: after cancelling, it waits at most 5 s more
+    /// for the releases; requests it could not release are counted as released, and are taken
+    /// over by other executors when their lease runs out.
     ///
     /// ```
     /// use event_bus::executor::DurableBus;
@@ -764,20 +847,24 @@ impl RunningExecutor {
     /// ```
     pub async fn shutdown(mut self, grace: Duration) -> Executed {
         let _ = self.stop.send(true);
-        let Some(mut task) = self.task.take() else {
-            return Executed::default();
-        };
-        let finished = match tokio::time::timeout(grace, &mut task).await {
-            Ok(finished) => finished,
-            Err(_) => {
-                let _ = self.abort.send(true);
-                task.await
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(grace, &mut task).await.is_err()
+        {
+            let _ = self.abort.send(true);
+            if tokio::time::timeout(RELEASE_WAIT, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+                let mut progress = self.progress.lock();
+                let stuck = std::mem::take(&mut progress.in_hand);
+                progress.executed.released += stuck;
+                tracing::warn!(
+                    requests = stuck,
+                    "durable executor stopped without the store answering; its requests will \
+                     be taken over when their lease runs out"
+                );
             }
-        };
-        finished.unwrap_or_else(|error| {
-            tracing::error!(%error, "the durable executor's task failed");
-            Executed::default()
-        })
+        }
+        self.progress.lock().executed
     }
 }
 

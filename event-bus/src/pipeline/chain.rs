@@ -73,6 +73,9 @@ impl Pipeline {
     /// # }
     /// ```
     pub fn process(&self, message: Message) -> HandlerFuture {
+        if crate::metrics::on() {
+            return self.process_measured(message);
+        }
         let span = spans::pipeline(message.source(), message.id(), message.key());
         if span.is_disabled() {
             // No subscriber wants it: no wrapper, no allocation.
@@ -80,6 +83,23 @@ impl Pipeline {
         }
         let processing = span.in_scope(|| Next::start(Arc::clone(&self.chain), None).run(message));
         Box::pin(processing.instrument(span))
+    }
+
+    /// [`process`](Pipeline::process) while metrics are recorded.
+    #[cold]
+    fn process_measured(&self, message: Message) -> HandlerFuture {
+        let timer = crate::metrics::Timer::start();
+        let source = message.source().to_owned();
+        let span = spans::pipeline(message.source(), message.id(), message.key());
+        let processing = span.in_scope(|| Next::start(Arc::clone(&self.chain), None).run(message));
+        Box::pin(
+            async move {
+                let result = processing.await;
+                crate::metrics::processed(&source, result.is_ok(), timer);
+                result
+            }
+            .instrument(span),
+        )
     }
 
     /// The number of handlers.

@@ -172,18 +172,23 @@ impl Site {
     /// Tries to claim `key`: takes it if absent (or expired), takes over an orphan of this run,
     /// respects any other live claim, and reports a settled value.
     pub(crate) async fn acquire(&self, key: &str) -> Result<Acquired, PipelineError> {
-        let holder = Holder::new(self.clone(), key);
+        // Armed before each claiming write: if this future is dropped while the write is in
+        // flight (it may still land), the holder's drop releases it.
+        let mut holder = Holder::new(self.clone(), key);
         for _ in 0..4 {
+            holder = holder.armed();
             if self
                 .store
                 .insert_if_absent(&self.namespace, key, holder.current(), Some(self.lease))
                 .await?
             {
-                return Ok(Acquired::Held(holder.armed()));
+                return Ok(Acquired::Held(holder));
             }
+            holder = holder.disarmed();
             match self.store.get(&self.namespace, key).await? {
                 None => continue, // released or expired in between: try again
                 Some(found) if is_orphan(&found) => {
+                    holder = holder.armed();
                     if self
                         .store
                         .compare_and_swap(
@@ -200,8 +205,9 @@ impl Site {
                             key,
                             "took over a claim its holder in this process left behind"
                         );
-                        return Ok(Acquired::Held(holder.armed()));
+                        return Ok(Acquired::Held(holder));
                     }
+                    holder = holder.disarmed();
                 }
                 Some(found) if is_claim(&found) => return Ok(Acquired::Busy),
                 Some(settled) => return Ok(Acquired::Settled(settled)),
@@ -227,12 +233,18 @@ impl Site {
         if header_is_live(header) {
             return Ok(None);
         }
-        let holder = Holder::embedded(self.clone(), key, Arc::new(payload.to_vec()));
+        // Armed before the write: dropped while it is in flight, the holder releases it.
+        let holder = Holder::embedded(self.clone(), key, Arc::new(payload.to_vec())).armed();
         let swapped = self
             .store
             .compare_and_swap(&self.namespace, key, found, holder.current(), None)
             .await?;
-        Ok(swapped.then(|| holder.armed()))
+        Ok(if swapped {
+            Some(holder)
+        } else {
+            drop(holder.disarmed());
+            None
+        })
     }
 
     /// Takes `key` over from the settled value `previous` (compare-and-swap), for reprocessing; on
@@ -245,6 +257,7 @@ impl Site {
     ) -> Result<Option<Holder>, PipelineError> {
         let mut holder = Holder::new(self.clone(), key);
         holder.restore = Some((previous.clone(), ttl));
+        let holder = holder.armed(); // before the write, as in `take_embedded`
         let swapped = self
             .store
             .compare_and_swap(
@@ -255,7 +268,12 @@ impl Site {
                 Some(self.lease),
             )
             .await?;
-        Ok(swapped.then(|| holder.armed()))
+        Ok(if swapped {
+            Some(holder)
+        } else {
+            drop(holder.disarmed());
+            None
+        })
     }
 }
 
@@ -276,6 +294,9 @@ pub(crate) struct Holder {
     armed: bool,
     /// When the lease was last written (acquired or renewed).
     leased_at: Mutex<std::time::Instant>,
+    /// The value a renewal in flight writes: if the holder is dropped meanwhile, the record may
+    /// hold this instead of `value`, and releasing tries both.
+    renewing: Mutex<Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Holder {
@@ -303,6 +324,7 @@ impl Holder {
             restore: None,
             armed: false,
             leased_at: Mutex::new(std::time::Instant::now()),
+            renewing: Mutex::new(None),
         }
     }
 
@@ -333,9 +355,16 @@ impl Holder {
         self.current()
     }
 
-    /// Marks the claim as written (and so to be released if this holder is dropped).
+    /// Marks the claim as written, or being written (and so to be released if this holder is
+    /// dropped).
     pub(crate) fn armed(mut self) -> Self {
         self.armed = true;
+        self
+    }
+
+    /// Marks the claim as not written (a claiming write that did not take).
+    pub(crate) fn disarmed(mut self) -> Self {
+        self.armed = false;
         self
     }
 
@@ -377,8 +406,8 @@ impl Holder {
     /// process takes over at once and others after its lease.
     pub(crate) async fn release(mut self) {
         self.armed = false;
-        let value = self.current();
-        if let Err(error) = release(&self.site, &self.key, &value, &self.restore).await {
+        let values = self.values();
+        if let Err(error) = release(&self.site, &self.key, &values, &self.restore).await {
             tracing::warn!(
                 namespace = %self.site.namespace,
                 key = %self.key,
@@ -386,6 +415,14 @@ impl Holder {
                 "could not release a claim; it will be taken over"
             );
         }
+    }
+
+    /// The values the record may hold while this holder has it: the last written, and the one a
+    /// renewal in flight may write.
+    fn values(&self) -> Vec<Vec<u8>> {
+        let mut values = vec![self.current()];
+        values.extend(self.renewing.lock().clone());
+        values
     }
 
     /// Extends the lease; `false` if the claim is no longer this holder's. An ambiguous failure
@@ -399,6 +436,7 @@ impl Holder {
             Some(payload) => self.embedded_value(payload),
         };
         let ttl = self.payload.is_none().then_some(self.site.lease);
+        *self.renewing.lock() = Some(renewed.clone());
         let outcome = store
             .compare_and_swap(
                 &self.site.namespace,
@@ -420,6 +458,7 @@ impl Holder {
             *self.value.lock() = renewed;
             *self.leased_at.lock() = started;
         }
+        *self.renewing.lock() = None;
         Ok(swapped)
     }
 
@@ -500,18 +539,22 @@ impl Holder {
 async fn release(
     site: &Site,
     key: &str,
-    value: &[u8],
+    values: &[Vec<u8>],
     restore: &Option<(Vec<u8>, Option<Duration>)>,
 ) -> Result<(), StoreError> {
-    let batch = Batch::new().expect(&*site.namespace, key, value.to_vec());
-    let batch = match restore {
-        Some((previous, ttl)) => batch.put(&*site.namespace, key, previous.clone(), *ttl),
-        None => batch.delete(&*site.namespace, key),
-    };
-    match site.store.apply(batch).await {
-        Err(error) if !error.is_conflict() => Err(error),
-        _ => Ok(()), // released, or no longer ours
+    for value in values {
+        let batch = Batch::new().expect(&*site.namespace, key, value.clone());
+        let batch = match restore {
+            Some((previous, ttl)) => batch.put(&*site.namespace, key, previous.clone(), *ttl),
+            None => batch.delete(&*site.namespace, key),
+        };
+        match site.store.apply(batch).await {
+            Err(error) if error.is_conflict() => continue, // not (or no longer) this value
+            Err(error) => return Err(error),
+            Ok(()) => return Ok(()),
+        }
     }
+    Ok(()) // no longer ours
 }
 
 impl Drop for Holder {
@@ -523,14 +566,14 @@ impl Drop for Holder {
         // Cancelled while holding: the token is gone, so this process already treats the claim
         // as an orphan; release the record too, so other processes need not wait for the lease.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (site, key, value, restore) = (
+            let values = self.values();
+            let (site, key, restore) = (
                 self.site.clone(),
                 std::mem::take(&mut self.key),
-                std::mem::take(self.value.get_mut()),
                 self.restore.take(),
             );
             runtime.spawn(async move {
-                let _ = release(&site, &key, &value, &restore).await;
+                let _ = release(&site, &key, &values, &restore).await;
             });
         }
     }

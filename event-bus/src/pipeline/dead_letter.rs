@@ -251,6 +251,7 @@ impl DeadLetters {
         let source = message.source().to_owned();
         let (id, batch) = self.letter(message, error)?;
         self.store.apply(batch).await?;
+        crate::metrics::dead_lettered(&source);
         crate::reporting::report(
             crate::reporting::Origin::DeadLetter,
             &source,

@@ -274,18 +274,21 @@ impl Durable {
     pub async fn accept(&self, message: Message) -> Result<Accepted, PipelineError> {
         let key = inbox_key(&message);
         // One write in the common case: the message, with the claim of whoever processes it.
+        // Armed before each write: dropped while the write is in flight (it may still land),
+        // the holder releases the claim, so other processes need not wait for its lease.
         let holder = self.claims.embedded_holder(&key, message.encode()?);
         let mut holder = Some(holder);
         for _ in 0..3 {
-            let record = holder.as_ref().map(Holder::record).unwrap_or_default();
+            let armed = holder.take().map(Holder::armed);
+            let record = armed.as_ref().map(Holder::record).unwrap_or_default();
             if self
                 .store
                 .insert_if_absent(&self.claims.namespace, &key, record, None)
                 .await?
             {
-                let holder = holder.take().map(Holder::armed);
-                return Ok(self.accepted(message, holder));
+                return Ok(self.accepted(message, armed));
             }
+            holder = armed.map(Holder::disarmed);
             // Already in the inbox (the same message delivered twice, or left by a crash):
             // claim it unless someone is working on it.
             match self.store.get(&self.claims.namespace, &key).await? {
@@ -374,7 +377,13 @@ impl Durable {
     pub async fn recover(&self) -> Result<Recovered, PipelineError> {
         let mut recovered = Recovered::default();
         let mut left = Vec::new();
-        for (key, record) in self.store.scan(&self.claims.namespace, "").await? {
+        let records = self.store.scan(&self.claims.namespace, "").await?;
+        crate::metrics::depth(
+            "event_bus_inbox_depth",
+            &self.claims.namespace,
+            records.len(),
+        );
+        for (key, record) in records {
             let (header, payload) = claim::split_embedded(&record);
             let decoded = Message::decode(payload).map(|message| (header.to_owned(), message));
             match decoded {
@@ -424,7 +433,9 @@ impl Durable {
     /// # }
     /// ```
     pub async fn pending(&self) -> Result<usize, PipelineError> {
-        Ok(self.store.count(&self.claims.namespace).await?)
+        let pending = self.store.count(&self.claims.namespace).await?;
+        crate::metrics::depth("event_bus_inbox_depth", &self.claims.namespace, pending);
+        Ok(pending)
     }
 
     /// Feeds every `E` dispatched on `E`'s global registry through durable delivery (see

@@ -251,6 +251,7 @@ impl Handler for Retry {
                 }
                 let delay = policy.delay(attempt);
                 tracing::debug!(attempt, ?delay, %error, key = message.key(), "retrying message");
+                crate::metrics::retried(message.source());
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

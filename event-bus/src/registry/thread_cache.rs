@@ -89,6 +89,7 @@ impl<E: Event> ThreadCache<E> {
             && cached.generation == generation
             && let Some(snapshot) = &cached.snapshot
             && !snapshot.has_async
+            && !crate::metrics::on()
         {
             return dispatch::run_sync_only(snapshot, event);
         }

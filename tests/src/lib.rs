@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod jobs;
+pub mod meter;
 pub mod nats;
 pub mod orders;
 pub mod parts;

@@ -385,9 +385,7 @@ where
         let timeout = self.timeout;
         let run = move |payload: &serde_json::Value| -> RunFuture {
             // A `Deserialize` impl may panic too: caught like the listener's own panics.
-            let started = catch_unwind(AssertUnwindSafe(|| {
-                E::deserialize(payload).map(&handler)
-            }));
+            let started = catch_unwind(AssertUnwindSafe(|| E::deserialize(payload).map(&handler)));
             let future = match started {
                 Ok(Ok(future)) => future,
                 Ok(Err(error)) => {

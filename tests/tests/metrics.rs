@@ -4,7 +4,7 @@
 //!
 //! In its own test binary: the global recorder is set once per process.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use event_bus::executor::{Backoff, DurableBus};
@@ -15,12 +15,13 @@ use event_bus::prelude::*;
 use event_bus::store::MemoryStore;
 use event_bus_tests::meter::Meter;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, MutexGuard};
 
 /// The tests take turns: `enable`/`disable` are process-wide.
-fn meter() -> (MutexGuard<'static, ()>, Meter) {
-    static TURN: Mutex<()> = Mutex::new(());
+async fn meter() -> (MutexGuard<'static, ()>, Meter) {
+    static TURN: Mutex<()> = Mutex::const_new(());
     static METER: std::sync::OnceLock<Meter> = std::sync::OnceLock::new();
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let turn = TURN.lock().await;
     let meter = METER.get_or_init(|| {
         let meter = Meter::default();
         metrics::set_global_recorder(meter.clone()).expect("the only recorder");
@@ -43,7 +44,7 @@ fn panics(_: &Order) {
 
 #[tokio::test]
 async fn every_dispatch_mode_counts_dispatches_deliveries_failures_and_durations() {
-    let (_turn, meter) = meter();
+    let (_turn, meter) = meter().await;
     event_bus_tests::quiet_panics();
     Order::listener().name("ship").register(|_: &Order| {});
     Order::listener().name("bill").register(fails);
@@ -119,7 +120,7 @@ async fn every_dispatch_mode_counts_dispatches_deliveries_failures_and_durations
 
 #[tokio::test(start_paused = true)]
 async fn pipelines_count_messages_retries_dead_letters_and_inbox_depth() {
-    let (_turn, meter) = meter();
+    let (_turn, meter) = meter().await;
     let store = Arc::new(MemoryStore::new());
     let pipeline = Pipeline::builder()
         .then(DeadLetters::new(Arc::clone(&store)))
@@ -204,7 +205,7 @@ struct Signup(u32);
 
 #[tokio::test]
 async fn durable_requests_count_outcomes_and_set_the_pending_and_dead_gauges() {
-    let (_turn, meter) = meter();
+    let (_turn, meter) = meter().await;
     Signup::durable("metered-mail", |signup: Signup| async move {
         if signup.0 == 0 {
             Err("bounced")

@@ -69,8 +69,9 @@
 //! | `event_bus.request` | run of a durable listener's request ([`executor`]) | `messaging.message.id` (the event's id), `event_bus.listener` |
 //!
 //! The synchronous listeners of `trigger` get no span: a whole dispatch costs a few nanoseconds,
-//! less than creating one. The `nats` and `cloudevents` features add spans for what they receive
-//! (`nats.receive`, `cloudevents.receive`), carrying the W3C trace context of the event.
+//! less than creating one. The `nats` and `cloudevents` features add spans for what they send
+//! (`nats.publish`, `cloudevents.send`) and receive (`nats.receive`, `cloudevents.receive`); the
+//! W3C trace context travels in the event (`traceparent`) and the receiving span carries it on.
 //!
 //! # Concurrency
 //!

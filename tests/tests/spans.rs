@@ -142,3 +142,42 @@ fn listener_spans(recorder: &Recorder) -> Vec<String> {
         })
         .collect()
 }
+
+#[event(name = "shop.refund")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Refund(#[allow(dead_code)] u32);
+
+/// Transports: a `cloudevents.send` span per event sent and a `cloudevents.receive` span per event
+/// received (the NATS ones, `nats.publish` and `nats.receive`, need a server: see `nats.rs`).
+#[test]
+fn cloudevents_sends_and_receives_open_spans() {
+    use event_bus::cloudevents::{Receiver, Sender};
+    let recorder = Recorder::default();
+    let _default = tracing::subscriber::set_default(recorder.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let router = Receiver::new().route::<Refund>().into_router();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let sender = Sender::new(url.as_str()).unwrap();
+        assert!(sender.send(&Refund(3)).await.is_ack());
+        server.abort();
+    });
+    let spans = recorder.spans();
+    let send = spans
+        .iter()
+        .find(|span| span.name == "cloudevents.send")
+        .expect("a send span");
+    for field in [
+        "messaging.operation.type=send",
+        "messaging.destination.name=shop.refund",
+        "otel.name=send shop.refund",
+    ] {
+        assert!(send.has(field), "{field} missing from {send:?}");
+    }
+    assert!(spans.iter().any(|span| span.name == "cloudevents.receive"));
+}

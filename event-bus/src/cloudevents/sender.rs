@@ -314,9 +314,20 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub async fn send_cloud(&self, event: &CloudEvent) -> Outcome {
+        let span = tracing::debug_span!(
+            "cloudevents.send",
+            otel.name = %format_args!("send {}", event.event_type()),
+            messaging.system = "cloudevents",
+            messaging.operation.type = "send",
+            messaging.destination.name = event.event_type(),
+            messaging.message.id = event.id(),
+        );
         let mut headers = HeaderMap::new();
         match write(event, self.inner.mode, &mut headers) {
-            Ok(body) => self.deliver(headers, body).await.0,
+            Ok(body) => {
+                let delivery = self.deliver(headers, body);
+                tracing::Instrument::instrument(delivery, span).await.0
+            }
             Err(error) => Outcome::Undelivered(SendError::Encode(error)),
         }
     }

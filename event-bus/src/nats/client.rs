@@ -391,6 +391,22 @@ impl Nats {
         subject: &str,
         event: Cow<'_, CloudEvent>,
     ) -> Result<Published, NatsError> {
+        let span = tracing::debug_span!(
+            "nats.publish",
+            otel.name = %format_args!("send {subject}"),
+            messaging.system = "nats",
+            messaging.operation.type = "send",
+            messaging.destination.name = subject,
+            messaging.message.id = event.id(),
+        );
+        tracing::Instrument::instrument(self.send_in_span(subject, event), span).await
+    }
+
+    async fn send_in_span(
+        &self,
+        subject: &str,
+        event: Cow<'_, CloudEvent>,
+    ) -> Result<Published, NatsError> {
         self.ensure_stream_of(subject).await?;
         let (headers, payload) = wire::write(&event, self.inner.mode)?;
         let payload = bytes::Bytes::from(payload);

@@ -90,14 +90,14 @@ mod typed;
 
 pub use chain::{Pipeline, PipelineBuilder};
 pub use dead_letter::{DeadLetter, DeadLetters, ReplayOutcome, Replayed};
-pub use durable::{Accepted, Durable, Recovered};
+pub use durable::{Accepted, Durable, Inboxed, Recovered};
 pub use effects::stage;
 pub use error::{PipelineError, ResultExt};
 /// Derives [`Joined`] (see there).
 pub use event_bus_macros::Joined;
 pub use filter::Filter;
 pub use handler::{FnHandler, Handler, HandlerFuture, Next, Route, from_fn};
-pub use idempotency::{Conflict, Idempotency, IdempotencyStats, OnDuplicate};
+pub use idempotency::{Conflict, Idempotency, IdempotencyRecord, IdempotencyStats, OnDuplicate};
 pub use join::{COMPOSED_SOURCE, Condition, ExpiredJoin, Join, JoinStats, PendingJoin, Swept};
 pub use joined::{
     __entries, Erased, JoinPart, Joined, JoinedHandler, handle_joined, handle_joined_with,

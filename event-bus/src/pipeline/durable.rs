@@ -99,6 +99,22 @@ impl Accepted {
     }
 }
 
+/// A message in a durable inbox; from [`Durable::messages`].
+///
+/// ```
+/// use event_bus::pipeline::{Inboxed, Message};
+///
+/// let inboxed = Inboxed { message: Message::new("s", "k", Vec::new()), in_flight: false };
+/// assert!(!inboxed.in_flight);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inboxed {
+    /// The message.
+    pub message: Message,
+    /// Whether a holder is processing it now.
+    pub in_flight: bool,
+}
+
 /// What [`Durable::recover`] did.
 ///
 /// ```
@@ -357,6 +373,34 @@ impl Durable {
         }
     }
 
+    /// Stores `message` in the inbox without processing it: the next [`recover`](Durable::recover)
+    /// (here, or in the service that owns this inbox) processes it. For operators and tools that
+    /// put a message back (a dead letter to retry). `false` if the inbox already holds a message
+    /// with its id.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Message, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// assert!(durable.enqueue(Message::new("s", "k", Vec::new())).await?);
+    /// assert_eq!(durable.pending().await?, 1);
+    /// assert_eq!(durable.recover().await?.succeeded, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn enqueue(&self, message: Message) -> Result<bool, PipelineError> {
+        let record = claim::free_record(&message.encode()?);
+        let key = inbox_key(&message);
+        Ok(self
+            .store
+            .insert_if_absent(&self.claims.namespace, &key, record, None)
+            .await?)
+    }
+
     /// Processes every message left in the inbox (oldest first) that nobody is processing, removing
     /// those handled: after a restart, or periodically to retry messages whose processing failed.
     /// Messages in flight (here, or in another process with a live lease) are skipped and counted;
@@ -416,6 +460,41 @@ impl Durable {
             }
         }
         Ok(recovered)
+    }
+
+    /// The messages in the inbox, oldest first, each with whether a holder is processing it now
+    /// (here, or in another process with a live lease). Unreadable records are skipped (`recover`
+    /// quarantines them).
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Durable, Message, Pipeline};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let durable = Durable::new(Arc::new(MemoryStore::new()), Pipeline::builder().build());
+    /// durable.enqueue(Message::new("s", "k", Vec::new())).await?;
+    /// let inboxed = durable.messages().await?;
+    /// assert_eq!((inboxed[0].message.key(), inboxed[0].in_flight), ("k", false));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn messages(&self) -> Result<Vec<Inboxed>, PipelineError> {
+        let mut messages: Vec<Inboxed> = self
+            .store
+            .scan(&self.claims.namespace, "")
+            .await?
+            .into_iter()
+            .filter_map(|(_, record)| {
+                let (header, payload) = claim::split_embedded(&record);
+                let message = Message::decode(payload).ok()?;
+                let in_flight = claim::header_is_live(header);
+                Some(Inboxed { message, in_flight })
+            })
+            .collect();
+        messages.sort_by_key(|inboxed| inboxed.message.time());
+        Ok(messages)
     }
 
     /// How many messages are in the inbox (in flight, or left by a crash or a failure).

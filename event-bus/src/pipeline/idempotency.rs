@@ -11,6 +11,7 @@ use super::error::PipelineError;
 use super::handler::{Handler, HandlerFuture, Next, Route};
 use super::message::Message;
 use super::quarantine::quarantine;
+use crate::store::Batch;
 use crate::store::IntoStore;
 
 type KeyFn = dyn Fn(&Message) -> Result<String, PipelineError> + Send + Sync;
@@ -144,6 +145,20 @@ struct Counters {
     processed: AtomicU64,
     duplicates: AtomicU64,
     released: AtomicU64,
+}
+
+/// One key recorded by an [`Idempotency`] handler; from [`Idempotency::records`].
+///
+/// ```
+/// let record = event_bus::pipeline::IdempotencyRecord { key: "order-7".into(), done: true };
+/// assert!(record.done);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The idempotency key.
+    pub key: String,
+    /// `true`: processed; `false`: being processed now (claimed).
+    pub done: bool,
 }
 
 /// What an [`Idempotency`] handler has seen since it was created; from [`Idempotency::stats`].
@@ -333,6 +348,64 @@ impl Idempotency {
     pub fn max_wait(mut self, wait: Duration) -> Self {
         Arc::make_mut(&mut self.inner).max_wait = Some(wait);
         self
+    }
+
+    /// The keys this handler has recorded: processed (`done`, until their time to live runs out)
+    /// or being processed right now (`in_flight`, claimed by a holder), in key order.
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Handler, Idempotency, Message, Next};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new()));
+    /// idempotency.handle(Message::new("s", "order-7", Vec::new()), Next::end()).await?;
+    /// let records = idempotency.records().await?;
+    /// assert_eq!((records[0].key.as_str(), records[0].done), ("order-7", true));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn records(&self) -> Result<Vec<IdempotencyRecord>, PipelineError> {
+        let site = &self.inner.site;
+        let records = site.store.scan(&site.namespace, "").await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let done = value == DONE;
+                (done || claim::is_claim(&value)).then_some(IdempotencyRecord { key, done })
+            })
+            .collect())
+    }
+
+    /// Forgets a processed key, so that the next message with it runs again; `false` if the key
+    /// is not recorded as processed (unknown, expired, or being processed right now).
+    ///
+    /// ```
+    /// use event_bus::pipeline::{Handler, Idempotency, Message, Next};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::pipeline::PipelineError> {
+    /// let idempotency = Idempotency::new(Arc::new(MemoryStore::new()));
+    /// idempotency.handle(Message::new("s", "order-7", Vec::new()), Next::end()).await?;
+    /// assert!(idempotency.forget("order-7").await?);
+    /// assert!(!idempotency.forget("order-7").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn forget(&self, key: &str) -> Result<bool, PipelineError> {
+        let site = &self.inner.site;
+        let batch = Batch::new()
+            .expect(&*site.namespace, key, DONE.to_vec())
+            .delete(&*site.namespace, key);
+        match site.store.apply(batch).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.is_conflict() => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Counts of processed messages, duplicates and released keys since this value was created.

@@ -65,6 +65,7 @@
 //! | --- | --- | --- |
 //! | `event_bus.listener` | listener run by [`spawn`](Event::spawn) (in its task) or [`deliver`](Event::deliver), and async listener that [`trigger`](Event::trigger) detaches | `event_bus.listener` (its name) |
 //! | `event_bus.pipeline` | `Pipeline::process` (feature `pipeline`) | `messaging.message.id`, `event_bus.key` |
+//! | `event_bus.handler` | handler of a pipeline a message goes through (nested in the previous one) | `messaging.message.id`, `event_bus.handler` (its position in the chain) |
 //! | `event_bus.inbox` | message a durable inbox processes | `messaging.message.id` |
 //! | `event_bus.request` | run of a durable listener's request ([`executor`]) | `messaging.message.id` (the event's id), `event_bus.listener` |
 //!

@@ -66,3 +66,18 @@ pub(crate) fn request(event: &str, id: &str, listener: &str) -> Span {
         event_bus.listener = listener,
     )
 }
+
+/// A span for one handler of a pipeline, at `position` in its chain.
+#[cfg(feature = "pipeline")]
+#[inline]
+pub(crate) fn handler(source: &str, id: &str, position: usize) -> Span {
+    tracing::debug_span!(
+        "event_bus.handler",
+        otel.name = %format_args!("process {source}"),
+        messaging.system = SYSTEM,
+        messaging.operation.type = "process",
+        messaging.destination.name = source,
+        messaging.message.id = id,
+        event_bus.handler = position,
+    )
+}

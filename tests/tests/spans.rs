@@ -66,7 +66,10 @@ fn dispatch_and_pipelines_open_spans_named_after_the_messaging_conventions() {
         }
 
         let store = Arc::new(MemoryStore::new());
-        let pipeline = Pipeline::builder().build();
+        let pipeline = Pipeline::builder()
+            .then(event_bus::pipeline::Filter::new(|_| true))
+            .then(event_bus::pipeline::Filter::new(|_| true))
+            .build();
         let message = Message::new("billing", "order-7", Vec::new());
         let id = message.id().to_owned();
         pipeline.process(message).await.unwrap();
@@ -96,6 +99,15 @@ fn dispatch_and_pipelines_open_spans_named_after_the_messaging_conventions() {
                 pipeline_span.has(&field),
                 "{field} missing from {pipeline_span:?}"
             );
+        }
+        let handlers: Vec<_> = spans
+            .iter()
+            .filter(|span| span.name == "event_bus.handler")
+            .collect();
+        assert_eq!(handlers.len(), 2, "one span per handler");
+        for (position, span) in handlers.iter().enumerate() {
+            assert!(span.has(&format!("event_bus.handler={position}")), "{span:?}");
+            assert!(span.has(&format!("messaging.message.id={id}")), "{span:?}");
         }
         let inbox_span = spans
             .iter()

@@ -10,6 +10,8 @@ use super::effects;
 use super::error::PipelineError;
 use super::message::Message;
 use crate::panic::{CatchPanic, panic_message};
+use crate::spans;
+use tracing::Instrument as _;
 
 /// The future a [`Handler`] returns.
 ///
@@ -195,23 +197,41 @@ impl Next {
         // `handle` runs synchronously: a failure discards them.
         let mark = effects::mark();
         let position = self.position;
-        match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
-            Ok(future) => Box::pin(async move {
-                let result = match CatchPanic::new(future).await {
-                    Ok(result) => result,
-                    Err(panic) => Err(report_panic(position, panic)),
-                };
-                if let (Err(_), Some(mark)) = (&result, mark) {
-                    effects::roll_back(mark);
-                }
-                result
-            }),
-            Err(payload) => {
-                if let Some(mark) = mark {
-                    effects::roll_back(mark);
-                }
-                Box::pin(ready(Err(report_panic(position, panic_message(payload)))))
+        let span = spans::handler(message.source(), message.id(), position);
+        if span.is_disabled() {
+            return run_handler(handler.as_ref(), message, rest, mark, position);
+        }
+        let running =
+            span.in_scope(|| run_handler(handler.as_ref(), message, rest, mark, position));
+        Box::pin(running.instrument(span))
+    }
+}
+
+/// Calls `handler` and runs its future, turning panics into errors and discarding the staged
+/// writes (since `mark`) of a failed hop.
+fn run_handler(
+    handler: &dyn Handler,
+    message: Message,
+    rest: Next,
+    mark: Option<usize>,
+    position: usize,
+) -> HandlerFuture {
+    match catch_unwind(AssertUnwindSafe(|| handler.handle(message, rest))) {
+        Ok(future) => Box::pin(async move {
+            let result = match CatchPanic::new(future).await {
+                Ok(result) => result,
+                Err(panic) => Err(report_panic(position, panic)),
+            };
+            if let (Err(_), Some(mark)) = (&result, mark) {
+                effects::roll_back(mark);
             }
+            result
+        }),
+        Err(payload) => {
+            if let Some(mark) = mark {
+                effects::roll_back(mark);
+            }
+            Box::pin(ready(Err(report_panic(position, panic_message(payload)))))
         }
     }
 }

@@ -12,12 +12,14 @@
 //! | `event_bus_listener_duration_seconds` | histogram | `event`, `listener` | listener run (an async listener: until its future completes) |
 //! | `event_bus_pipeline_processed_total` | counter | `source`, `outcome` (`ok`, `error`) | [`Pipeline::process`](crate::pipeline::Pipeline::process) |
 //! | `event_bus_pipeline_duration_seconds` | histogram | `source` | [`Pipeline::process`](crate::pipeline::Pipeline::process) |
+//! | `event_bus_handler_duration_seconds` | histogram | `source`, `handler` (its position in the chain) | pipeline handler run (including the rest of the chain it called) |
 //! | `event_bus_retried_total` | counter | `source` | retry by a [`Retry`](crate::pipeline::Retry) handler |
 //! | `event_bus_dead_lettered_total` | counter | `source` | message parked by [`DeadLetters`](crate::pipeline::DeadLetters) |
 //! | `event_bus_requests_executed_total` | counter | `event`, `listener`, `outcome` (`succeeded`, `retried`, `dead`) | durable request run ([`executor`](crate::executor)) |
 //! | `event_bus_request_duration_seconds` | histogram | `event`, `listener` | durable request run |
 //! | `event_bus_requests_pending` | gauge | `namespace` | unexecuted durable requests, set at each executor scan |
 //! | `event_bus_requests_dead` | gauge | `namespace` | dead requests, set at each executor scan |
+//! | `event_bus_joins_pending` | gauge | `namespace` | pending joins of a [`Join`](crate::pipeline::Join), set by `Join::pending` and `Join::sweep` |
 //! | `event_bus_inbox_depth` | gauge | `namespace` | messages in a durable inbox, set by `Durable::recover` and `Durable::pending` |
 //!
 //! Durations are in seconds. Label values are the event's [`NAME`](crate::Event::NAME), the
@@ -163,6 +165,22 @@ pub(crate) fn processed(source: &str, ok: bool, timer: Timer) {
     let outcome = if ok { "ok" } else { "error" };
     counter!("event_bus_pipeline_processed_total", "source" => source, "outcome" => outcome)
         .increment(1);
+}
+
+/// A pipeline handler, at `position` in its chain, done with a message from `source` (its
+/// duration includes the rest of the chain it called).
+#[cfg(feature = "pipeline")]
+#[cold]
+pub(crate) fn handled(source: &str, position: usize, timer: Timer) {
+    let Some(elapsed) = timer.elapsed() else {
+        return;
+    };
+    histogram!(
+        "event_bus_handler_duration_seconds",
+        "source" => source.to_owned(),
+        "handler" => position.to_string()
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// A retry of a message from `source`.

@@ -34,6 +34,10 @@ pub(crate) fn processed(_: &str, _: bool, _: Timer) {}
 
 #[cfg(feature = "pipeline")]
 #[inline(always)]
+pub(crate) fn handled(_: &str, _: usize, _: Timer) {}
+
+#[cfg(feature = "pipeline")]
+#[inline(always)]
 pub(crate) fn retried(_: &str) {}
 
 #[cfg(feature = "pipeline")]

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use event_bus::executor::{Backoff, DurableBus};
 use event_bus::pipeline::{
-    DeadLetters, Durable, Jitter, Message, Next, Pipeline, PipelineError, Retry, from_fn,
+    Condition, DeadLetters, Durable, Handler, Jitter, Join, Message, Next, Pipeline, PipelineError,
+    Retry, from_fn,
 };
 use event_bus::prelude::*;
 use event_bus::store::MemoryStore;
@@ -162,6 +163,31 @@ async fn pipelines_count_messages_retries_dead_letters_and_inbox_depth() {
         meter.value("event_bus_pipeline_processed_total", &ok),
         Some(2.0)
     );
+    for handler in ["0", "1", "2"] {
+        let labels = [("source", "metered.payment"), ("handler", handler)];
+        let runs = meter.value("event_bus_handler_duration_seconds", &labels);
+        // The handler after `Retry` runs once per attempt: 1 for "good", 3 for "bad".
+        let expected = if handler == "2" { 4.0 } else { 2.0 };
+        assert_eq!(runs, Some(expected), "handler {handler}: {all:#?}");
+    }
+
+    let join = Join::new(Condition::all_of(["order", "payment"]), Arc::clone(&store))
+        .namespace("metered-join")
+        .expire_after(Duration::from_secs(3600));
+    join.handle(Message::new("order", "o1", Vec::new()), Next::end())
+        .await
+        .unwrap();
+    join.handle(Message::new("order", "o2", Vec::new()), Next::end())
+        .await
+        .unwrap();
+    join.handle(Message::new("payment", "o2", Vec::new()), Next::end())
+        .await
+        .unwrap();
+    let joins = [("namespace", "metered-join")];
+    assert_eq!(join.pending().await.unwrap().len(), 1);
+    assert_eq!(meter.value("event_bus_joins_pending", &joins), Some(1.0));
+    join.sweep().await.unwrap();
+    assert_eq!(meter.value("event_bus_joins_pending", &joins), Some(1.0));
 
     let failing = Pipeline::builder()
         .then(from_fn(|_: Message, _: Next| async {

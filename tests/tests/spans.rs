@@ -106,7 +106,10 @@ fn dispatch_and_pipelines_open_spans_named_after_the_messaging_conventions() {
             .collect();
         assert_eq!(handlers.len(), 2, "one span per handler");
         for (position, span) in handlers.iter().enumerate() {
-            assert!(span.has(&format!("event_bus.handler={position}")), "{span:?}");
+            assert!(
+                span.has(&format!("event_bus.handler={position}")),
+                "{span:?}"
+            );
             assert!(span.has(&format!("messaging.message.id={id}")), "{span:?}");
         }
         let inbox_span = spans

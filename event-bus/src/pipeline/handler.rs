@@ -197,6 +197,9 @@ impl Next {
         // `handle` runs synchronously: a failure discards them.
         let mark = effects::mark();
         let position = self.position;
+        if crate::metrics::on() {
+            return run_measured(handler.as_ref(), message, rest, mark, position);
+        }
         let span = spans::handler(message.source(), message.id(), position);
         if span.is_disabled() {
             return run_handler(handler.as_ref(), message, rest, mark, position);
@@ -205,6 +208,29 @@ impl Next {
             span.in_scope(|| run_handler(handler.as_ref(), message, rest, mark, position));
         Box::pin(running.instrument(span))
     }
+}
+
+/// [`run_handler`] in its span, timed: while metrics are recorded.
+#[cold]
+fn run_measured(
+    handler: &dyn Handler,
+    message: Message,
+    rest: Next,
+    mark: Option<usize>,
+    position: usize,
+) -> HandlerFuture {
+    let timer = crate::metrics::Timer::start();
+    let source = message.source().to_owned();
+    let span = spans::handler(message.source(), message.id(), position);
+    let running = span.in_scope(|| run_handler(handler, message, rest, mark, position));
+    Box::pin(
+        async move {
+            let result = running.await;
+            crate::metrics::handled(&source, position, timer);
+            result
+        }
+        .instrument(span),
+    )
 }
 
 /// Calls `handler` and runs its future, turning panics into errors and discarding the staged

@@ -460,6 +460,7 @@ impl Join {
                 key,
             });
         }
+        crate::metrics::depth("event_bus_joins_pending", &inner.namespace, pending.len());
         Ok(pending)
     }
 
@@ -492,6 +493,7 @@ impl Join {
             ..Swept::default()
         };
         let now = now_millis();
+        let (keys, mut settled_keys) = (groups.len(), 0);
         for (key, parts) in groups {
             let marker = inner.store.get(&inner.joined.namespace, &key).await?;
             let guard = match &marker {
@@ -505,6 +507,7 @@ impl Join {
                 delete_parts = delete_parts.delete(inner.parts.clone(), record_key.clone());
             }
             if marker.as_deref() == Some(JOINED) {
+                settled_keys += 1;
                 swept.strays += parts.len();
                 apply_unless_conflict(inner.store.as_ref(), delete_parts).await?;
                 continue;
@@ -562,6 +565,8 @@ impl Join {
                 parts: parts.into_iter().map(|part| part.message).collect(),
             });
         }
+        let pending = keys.saturating_sub(settled_keys + swept.expired.len());
+        crate::metrics::depth("event_bus_joins_pending", &inner.namespace, pending);
         Ok(swept)
     }
 }

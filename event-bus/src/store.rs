@@ -404,6 +404,42 @@ pub trait Store: Send + Sync + 'static {
         prefix: &'a str,
     ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>>;
 
+    /// A page of [`scan`](Store::scan): the live records whose key starts with `prefix` and sorts
+    /// strictly after `after` (`""`: from the first), in key order, at most `limit` of them. Read
+    /// a long range page by page, each starting after the last key of the one before.
+    ///
+    /// The provided implementation filters a whole [`scan`](Store::scan); the built-in stores
+    /// read only the page.
+    ///
+    /// ```
+    /// use event_bus::store::{MemoryStore, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::store::StoreError> {
+    /// let store = MemoryStore::new();
+    /// for key in ["a/1", "a/2", "a/3", "b/1"] {
+    ///     store.put("ns", key, Vec::new(), None).await?;
+    /// }
+    /// let page = store.scan_after("ns", "a/", "a/1", 1).await?;
+    /// assert_eq!(page.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["a/2"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn scan_after<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(async move {
+            let mut records = self.scan(namespace, prefix).await?;
+            records.retain(|(key, _)| key.as_str() > after);
+            records.truncate(limit);
+            Ok(records)
+        })
+    }
+
     /// The number of live records in `namespace`.
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize>;
 

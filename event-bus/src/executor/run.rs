@@ -491,51 +491,65 @@ impl Executor {
         let now = now_millis();
         let mut counted = Executed::default();
         let mut due = Vec::new();
-        let records = store.scan(namespace, "").await?;
         if metrics::on() {
-            metrics::depth("event_bus_requests_pending", namespace, records.len());
+            let pending = store.count(namespace).await?;
+            metrics::depth("event_bus_requests_pending", namespace, pending);
             let dead = &*self.bus.inner.dead;
             match store.count(dead).await {
                 Ok(count) => metrics::depth("event_bus_requests_dead", dead, count),
                 Err(error) => tracing::debug!(%error, "could not count dead requests"),
             }
         }
-        for (key, stored) in records {
-            if due.len() >= limit {
-                break;
+        // Page by page, in key order, until `limit` due requests are found: requests waiting for
+        // their backoff, or held by others, are read but not the rest of a long queue.
+        let page_size = limit.clamp(16, 1024);
+        let mut after = String::new();
+        'pages: loop {
+            let page = store.scan_after(namespace, "", &after, page_size).await?;
+            let full = page.len() == page_size;
+            if let Some((last, _)) = page.last() {
+                after.clone_from(last);
             }
-            if in_hand.contains(&key) {
-                continue;
-            }
-            let (header, payload) = claim::split_embedded(&stored);
-            if claim::header_is_live(header) {
-                continue;
-            }
-            let record = match Record::decode(&key, payload) {
-                Ok(record) => record,
-                Err(error) => {
-                    let reason = PipelineError::Corrupt(error.to_string());
-                    match quarantine(store, namespace, &key, stored, &reason).await {
-                        Ok(true) => counted.quarantined += 1,
-                        Ok(false) => {}
-                        Err(error) => tracing::warn!(%error, "could not quarantine a request"),
-                    }
+            for (key, stored) in page {
+                if due.len() >= limit {
+                    break 'pages;
+                }
+                if in_hand.contains(&key) {
                     continue;
                 }
-            };
-            if record.not_before_ms > now {
-                continue;
+                let (header, payload) = claim::split_embedded(&stored);
+                if claim::header_is_live(header) {
+                    continue;
+                }
+                let record = match Record::decode(&key, payload) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let reason = PipelineError::Corrupt(error.to_string());
+                        match quarantine(store, namespace, &key, stored, &reason).await {
+                            Ok(true) => counted.quarantined += 1,
+                            Ok(false) => {}
+                            Err(error) => tracing::warn!(%error, "could not quarantine a request"),
+                        }
+                        continue;
+                    }
+                };
+                if record.not_before_ms > now {
+                    continue;
+                }
+                let Some(listener) = listener::find(&record.listener) else {
+                    counted.unknown += 1;
+                    continue;
+                };
+                due.push(Candidate {
+                    key,
+                    stored,
+                    record,
+                    listener,
+                });
             }
-            let Some(listener) = listener::find(&record.listener) else {
-                counted.unknown += 1;
-                continue;
-            };
-            due.push(Candidate {
-                key,
-                stored,
-                record,
-                listener,
-            });
+            if !full || due.len() >= limit {
+                break;
+            }
         }
         Ok((due, counted))
     }

@@ -213,6 +213,29 @@ async fn scan_is_ordered_and_bounded_by_the_prefix<S: Store>(store: &S, ns: &str
     );
     assert_eq!(keys(ok(store.scan(ns, "").await, "scan")).len(), 8);
     assert!(keys(ok(store.scan(ns, "c").await, "scan")).is_empty());
+    // Pages: strictly after a key, at most `limit`, still bounded by the prefix.
+    let page = |after: &'static str, limit| store.scan_after(ns, "a/", after, limit);
+    assert_eq!(keys(ok(page("", 2).await, "scan_after")), ["a/1", "a/10"]);
+    assert_eq!(
+        keys(ok(page("a/10", 2).await, "scan_after")),
+        ["a/2", "a/z"]
+    );
+    assert_eq!(keys(ok(page("a/z", 9).await, "scan_after")), ["a/\u{e9}"]);
+    assert!(keys(ok(page("a/\u{e9}", 9).await, "scan_after")).is_empty());
+    assert_eq!(
+        keys(ok(page("a", 1).await, "scan_after")),
+        ["a/1"],
+        "before the prefix"
+    );
+    assert!(
+        keys(ok(page("b", 9).await, "scan_after")).is_empty(),
+        "after the prefix"
+    );
+    assert!(keys(ok(page("", 0).await, "scan_after")).is_empty());
+    assert_eq!(
+        keys(ok(store.scan_after(ns, "", "a0", 9).await, "scan_after")),
+        ["b/1"]
+    );
     for key in ["a/2", "a/1", "a/10", "a0", "a", "b/1", "a/\u{e9}", "a/z"] {
         ok(store.delete(ns, key).await, "delete");
     }

@@ -390,6 +390,18 @@ impl Store for FaultyStore {
         self.run(Operation::Scan, move || self.inner.scan(namespace, prefix))
     }
 
+    fn scan_after<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
+        self.run(Operation::Scan, move || {
+            self.inner.scan_after(namespace, prefix, after, limit)
+        })
+    }
+
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize> {
         self.run(Operation::Count, move || self.inner.count(namespace))
     }

@@ -187,6 +187,40 @@ impl Store for MemoryStore {
         Box::pin(ready(Ok(found)))
     }
 
+    fn scan_after<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
+        let found = self.with(|namespaces, now| {
+            let Some(records) = namespaces.get(namespace) else {
+                return Vec::new();
+            };
+            let lower = if after >= prefix {
+                Bound::Excluded(after)
+            } else {
+                Bound::Included(prefix)
+            };
+            let upper = prefix_upper_bound(prefix);
+            if upper.as_deref().is_some_and(|upper| after >= upper) {
+                return Vec::new(); // past the prefix (and `range` refuses an empty span)
+            }
+            let upper = match &upper {
+                Some(upper) => Bound::Excluded(upper.as_str()),
+                None => Bound::Unbounded,
+            };
+            records
+                .range::<str, _>((lower, upper))
+                .filter(|(key, record)| key.starts_with(prefix) && record.is_live(now))
+                .take(limit)
+                .map(|(key, record)| (key.clone(), record.value.clone()))
+                .collect()
+        });
+        Box::pin(ready(Ok(found)))
+    }
+
     fn count<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, usize> {
         let count = self.with(|namespaces, now| {
             namespaces.get(namespace).map_or(0, |records| {

@@ -56,6 +56,7 @@ struct Sql {
     delete_live: String,
     compare_and_swap: String,
     scan: String,
+    scan_after: String,
     count: String,
     purge: String,
 }
@@ -89,6 +90,11 @@ impl Sql {
                 "SELECT key, value FROM {t} WHERE namespace = $1 AND key >= $2 \
                  AND ($3::bytea IS NULL OR key < $3) AND (expires_at IS NULL OR expires_at > $4) \
                  ORDER BY key"
+            ),
+            scan_after: format!(
+                "SELECT key, value FROM {t} WHERE namespace = $1 AND key >= $2 AND key > $5 \
+                 AND ($3::bytea IS NULL OR key < $3) AND (expires_at IS NULL OR expires_at > $4) \
+                 ORDER BY key LIMIT $6"
             ),
             count: format!(
                 "SELECT count(*) FROM {t} WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2)"
@@ -479,6 +485,41 @@ impl Store for PostgresStore {
                         &prefix.as_bytes(),
                         &upper.as_deref().map(str::as_bytes),
                         &now_millis(),
+                    ],
+                )
+                .await
+                .map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    let key: Vec<u8> = row.get(0);
+                    let key = String::from_utf8(key).map_err(StoreError::backend)?;
+                    Ok((key, row.get(1)))
+                })
+                .collect()
+        })
+    }
+
+    fn scan_after<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
+        Box::pin(async move {
+            let upper = prefix_upper_bound(prefix);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let (client, sql) = self.prepared(&self.sql.scan_after).await?;
+            let rows = client
+                .query(
+                    &sql,
+                    &[
+                        &namespace.as_bytes(),
+                        &prefix.as_bytes(),
+                        &upper.as_deref().map(str::as_bytes),
+                        &now_millis(),
+                        &after.as_bytes(),
+                        &limit,
                     ],
                 )
                 .await

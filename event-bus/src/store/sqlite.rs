@@ -179,6 +179,12 @@ enum Command {
         namespace: String,
         prefix: String,
     },
+    ScanAfter {
+        namespace: String,
+        prefix: String,
+        after: String,
+        limit: usize,
+    },
     Count {
         namespace: String,
     },
@@ -459,6 +465,22 @@ impl Store for SqliteStore {
         let command = Command::Scan {
             namespace: namespace.to_owned(),
             prefix: prefix.to_owned(),
+        };
+        self.call(command, Reply::records)
+    }
+
+    fn scan_after<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+        after: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Vec<u8>)>> {
+        let command = Command::ScanAfter {
+            namespace: namespace.to_owned(),
+            prefix: prefix.to_owned(),
+            after: after.to_owned(),
+            limit,
         };
         self.call(command, Reply::records)
     }
@@ -809,6 +831,41 @@ fn execute(tx: &Transaction<'_>, command: &Command) -> Result<Reply, Failure> {
                          WHERE namespace = ?1 AND key >= ?2 AND {LIVE} ORDER BY key"
                     ))?
                     .query_map(params![namespace, prefix, now], map)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            };
+            Ok(Reply::Records(records))
+        }
+        Command::ScanAfter {
+            namespace,
+            prefix,
+            after,
+            limit,
+        } => {
+            let map = |row: &rusqlite::Row<'_>| Ok((text_at(row, 0)?, bytes_at(row, 1)?));
+            let lower = if after.as_str() >= prefix.as_str() {
+                after
+            } else {
+                prefix
+            };
+            let strict = after.as_str() >= prefix.as_str();
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+            let lower_op = if strict { ">" } else { ">=" };
+            let records = match prefix_upper_bound(prefix) {
+                Some(upper) => tx
+                    .prepare_cached(&format!(
+                        "SELECT key, value FROM records
+                         WHERE namespace = ?1 AND key {lower_op} ?2 AND key < ?4 AND {LIVE}
+                         ORDER BY key LIMIT ?5"
+                    ))?
+                    .query_map(params![namespace, lower, now, upper, limit], map)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                None => tx
+                    .prepare_cached(&format!(
+                        "SELECT key, value FROM records
+                         WHERE namespace = ?1 AND key {lower_op} ?2 AND {LIVE}
+                         ORDER BY key LIMIT ?4"
+                    ))?
+                    .query_map(params![namespace, lower, now, limit], map)?
                     .collect::<rusqlite::Result<Vec<_>>>()?,
             };
             Ok(Reply::Records(records))

@@ -108,6 +108,8 @@ pub mod cloudevents;
 mod dispatch;
 mod event;
 #[cfg(feature = "pipeline")]
+pub mod event_store;
+#[cfg(feature = "pipeline")]
 pub mod executor;
 mod lifecycle;
 mod listener;

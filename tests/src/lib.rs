@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod bank;
 pub mod jobs;
 pub mod meter;
 pub mod nats;

@@ -1,0 +1,358 @@
+//! The event store: optimistic concurrency (one winner per version, conflicts for the others, a
+//! retry loop reaching the right balance), a gapless global order that no reader skips, snapshots
+//! equal to full replays (property test), and publication after commit through the outbox, at
+//! least once, across a real process that dies right after its commit.
+
+use std::collections::HashSet;
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_bus::event_store::{EventLog, EventStoreError, ExecuteError, Outbox, Repository};
+use event_bus::prelude::*;
+use event_bus::store::{Fault, FaultyStore, MemoryStore, Operation, SqliteStore, Store};
+use event_bus_tests::bank::{Account, AccountEvent, Command};
+use proptest::prelude::*;
+
+/// The tests that listen to `AccountEvent`'s global registry take turns, so that each sees only
+/// what its own outbox publishes.
+static LISTENING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn accounts(store: Arc<dyn Store>) -> Repository<Account> {
+    Repository::new(EventLog::new(store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_writers_on_one_account_one_winner_per_version_and_retries_reach_the_balance() {
+    for test_store in event_bus_tests::stores::both() {
+        let repository = accounts(Arc::clone(&test_store.store));
+        // Round 1: every writer loads version 0 and appends once: exactly one wins.
+        let loaded = Arc::new(tokio::sync::Barrier::new(8));
+        let mut writers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (repository, loaded) = (repository.clone(), Arc::clone(&loaded));
+            writers.spawn(async move {
+                let version = repository.load("acct").await.unwrap().version;
+                loaded.wait().await;
+                repository
+                    .log()
+                    .append_raw(
+                        "account",
+                        "acct",
+                        version,
+                        AccountEvent::NAME,
+                        vec![serde_json::json!({"Deposited": {"cents": 1}})],
+                    )
+                    .await
+            });
+        }
+        let (mut won, mut conflicts) = (0, 0);
+        while let Some(outcome) = writers.join_next().await {
+            match outcome.unwrap() {
+                Ok(_) => won += 1,
+                Err(EventStoreError::Conflict { expected, .. }) => {
+                    assert_eq!(expected, 0);
+                    conflicts += 1;
+                }
+                Err(other) => panic!("{}: {other}", test_store.name),
+            }
+        }
+        assert_eq!((won, conflicts), (1, 7), "{}", test_store.name);
+
+        // Round 2: 8 writers, 25 deposits each, retrying on conflicts.
+        let mut writers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let repository = repository.clone();
+            writers.spawn(async move {
+                for _ in 0..25 {
+                    repository
+                        .execute_retrying("acct", Command::Deposit(10), 1_000)
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let loaded = repository.load("acct").await.unwrap();
+        assert_eq!(loaded.state.balance, 1 + 8 * 25 * 10, "{}", test_store.name);
+        assert_eq!(loaded.version, 1 + 200);
+        let versions: Vec<u64> = repository
+            .log()
+            .read_stream("account", "acct", 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.version)
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=201).collect::<Vec<_>>(),
+            "no gap, no duplicate"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_command_writes_nothing() {
+    let repository = accounts(Arc::new(MemoryStore::new()));
+    repository.execute("a", Command::Deposit(5)).await.unwrap();
+    let refused = repository.execute("a", Command::Withdraw(6)).await;
+    assert!(matches!(refused, Err(ExecuteError::Rejected(overdraft)) if overdraft.balance == 5));
+    assert_eq!(repository.load("a").await.unwrap().version, 1);
+    assert_eq!(repository.log().head().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_append_expecting_a_version_the_stream_does_not_have_conflicts() {
+    let log = EventLog::new(Arc::new(MemoryStore::new()));
+    let event = || vec![serde_json::json!({"Deposited": {"cents": 1}})];
+    log.append_raw("account", "a", 0, "e", event())
+        .await
+        .unwrap();
+    for expected in [0, 2, 5] {
+        let outcome = log.append_raw("account", "a", expected, "e", event()).await;
+        assert!(
+            matches!(outcome, Err(EventStoreError::Conflict { .. })),
+            "expected {expected}: {outcome:?}"
+        );
+    }
+    assert_eq!(log.head().await.unwrap(), 1, "nothing written");
+    // Stream ids with slashes stay in their own stream.
+    log.append_raw("account", "a/b", 0, "e", event())
+        .await
+        .unwrap();
+    assert_eq!(log.read_stream("account", "a", 0).await.unwrap().len(), 1);
+}
+
+/// Four writers on four streams and a reader following the global order as they append: the
+/// positions are 1..=N without a gap, and the reader, asking each time for what comes after the
+/// last position it saw, sees every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_order_has_no_gaps_and_a_following_reader_skips_nothing() {
+    for test_store in event_bus_tests::stores::both() {
+        let repository = accounts(Arc::clone(&test_store.store));
+        let log = repository.log().clone();
+        let writing = Arc::new(AtomicU64::new(4));
+        let reader = {
+            let (log, writing) = (log.clone(), Arc::clone(&writing));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let finished = writing.load(Ordering::SeqCst) == 0;
+                    let after = seen.last().copied().unwrap_or(0);
+                    let page = log.read_all(after, 7).await.unwrap();
+                    if page.is_empty() && finished {
+                        return seen;
+                    }
+                    seen.extend(page.iter().map(|event| event.position));
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut writers = tokio::task::JoinSet::new();
+        for writer in 0..4 {
+            let (repository, writing) = (repository.clone(), Arc::clone(&writing));
+            writers.spawn(async move {
+                for _ in 0..50 {
+                    repository
+                        .execute(&format!("w{writer}"), Command::Deposit(1))
+                        .await
+                        .unwrap();
+                }
+                writing.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let seen = reader.await.unwrap();
+        assert_eq!(seen, (1..=200).collect::<Vec<_>>(), "{}", test_store.name);
+        assert_eq!(log.head().await.unwrap(), 200);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Whatever the commands and the snapshot interval, loading (snapshot + tail) gives the state
+    /// of a full replay, and the state of applying the accepted commands in memory.
+    #[test]
+    fn a_snapshot_and_its_tail_equal_the_full_replay(
+        commands in proptest::collection::vec((any::<bool>(), 1u64..50), 1..120),
+        every in 1u64..20,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let repository = accounts(Arc::new(MemoryStore::new())).snapshot_every(every);
+            let mut expected = Account::default();
+            for (deposit, cents) in commands {
+                let command = if deposit { Command::Deposit(cents) } else { Command::Withdraw(cents) };
+                if let Ok(events) = event_bus::event_store::Aggregate::handle(&expected, command) {
+                    for event in &events {
+                        event_bus::event_store::Aggregate::apply(&mut expected, event);
+                    }
+                }
+                let _ = repository.execute("p", command).await;
+            }
+            let loaded = repository.load("p").await.unwrap();
+            let replayed = repository.replay("p").await.unwrap();
+            prop_assert_eq!(&loaded, &replayed);
+            prop_assert_eq!(&loaded.state, &expected);
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_state_version_is_ignored() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let repository = accounts(Arc::clone(&store)).snapshot_every(2);
+    for _ in 0..4 {
+        repository.execute("s", Command::Deposit(3)).await.unwrap();
+    }
+    let snapshots = store.scan("es-snapshots", "").await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    // A snapshot written by an older shape of the state: ignored, the events replayed.
+    store
+        .put(
+            "es-snapshots",
+            &snapshots[0].0,
+            br#"{"version":4,"state_version":0,"state":{"balance":999,"events":4}}"#.to_vec(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(repository.load("s").await.unwrap().state.balance, 12);
+}
+
+#[tokio::test]
+async fn the_outbox_publishes_every_appended_event_once_in_order_and_nothing_that_failed() {
+    let _turn = LISTENING.lock().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let _listener = AccountEvent::register(move |event: &AccountEvent| {
+        sink.lock().unwrap().push(event.clone());
+    })
+    .guard();
+    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let log = EventLog::new(Arc::clone(&store));
+    let repository = Repository::<Account>::new(log.clone());
+    let outbox = Outbox::new(&log).route::<AccountEvent>();
+    repository.execute("o", Command::Deposit(1)).await.unwrap();
+    store.inject(Operation::Apply, 2, Fault::Fail); // the second append fails
+    assert!(repository.execute("o", Command::Deposit(2)).await.is_err());
+    repository.execute("o", Command::Deposit(3)).await.unwrap();
+    let published = outbox.publish_pending().await.unwrap();
+    assert_eq!(published.published, 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            AccountEvent::Deposited { cents: 1 },
+            AccountEvent::Deposited { cents: 3 }
+        ]
+    );
+    assert_eq!(outbox.publish_pending().await.unwrap().published, 0, "once");
+    // Without a route, entries wait for a publisher that has one.
+    repository.execute("o", Command::Deposit(4)).await.unwrap();
+    let unrouted = Outbox::new(&log).publish_pending().await.unwrap();
+    assert_eq!((unrouted.published, unrouted.unrouted), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_outbox_publishes_right_after_each_append() {
+    let _turn = LISTENING.lock().await;
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&count);
+    let _listener = AccountEvent::register(move |_: &AccountEvent| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .guard();
+    let log = EventLog::new(Arc::new(MemoryStore::new()));
+    let running = Outbox::new(&log)
+        .route::<AccountEvent>()
+        .start(Duration::from_secs(60));
+    let repository = Repository::<Account>::new(log);
+    for _ in 0..5 {
+        repository
+            .execute("live", Command::Deposit(1))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2_000 {
+        if count.load(Ordering::SeqCst) >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let published = running.shutdown().await;
+    assert_eq!(
+        published.published, 5,
+        "woken by the appends, not the 60 s interval"
+    );
+}
+
+/// A real process appends events to a SQLite file and aborts right after its last commit: the
+/// events are in the log, and an outbox in another process publishes every one of them.
+#[test]
+fn events_appended_by_a_process_that_died_right_after_the_commit_are_published() {
+    let _turn = LISTENING.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let status = Process::new(env!("CARGO_BIN_EXE_event_store_worker"))
+        .arg(&db)
+        .arg("20")
+        .status()
+        .expect("run the worker");
+    assert!(!status.success(), "the worker aborts");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let sink = Arc::clone(&seen);
+        let _listener = AccountEvent::register(move |event: &AccountEvent| {
+            if let AccountEvent::Deposited { cents } = event {
+                sink.lock().unwrap().insert(*cents);
+            }
+        })
+        .guard();
+        let log = EventLog::new(Arc::new(SqliteStore::open(&db).unwrap()));
+        let loaded = Repository::<Account>::new(log.clone())
+            .load("crashing")
+            .await
+            .unwrap();
+        assert_eq!(loaded.version, 20);
+        let published = Outbox::new(&log)
+            .route::<AccountEvent>()
+            .publish_pending()
+            .await
+            .unwrap();
+        assert_eq!(published.published, 20);
+        assert_eq!(*seen.lock().unwrap(), (1..=20).collect::<HashSet<u64>>());
+    });
+}
+
+#[tokio::test]
+async fn the_event_store_works_on_postgres() {
+    let Some(url) = event_bus_tests::stores::postgres_url() else {
+        return;
+    };
+    let schema = event_bus_tests::stores::PostgresSchema::new(&url).await;
+    let repository = accounts(schema.store.clone()).snapshot_every(3);
+    for cents in 1..=10 {
+        repository
+            .execute("pg", Command::Deposit(cents))
+            .await
+            .unwrap();
+    }
+    let loaded = repository.load("pg").await.unwrap();
+    assert_eq!((loaded.state.balance, loaded.version), (55, 10));
+    assert_eq!(loaded, repository.replay("pg").await.unwrap());
+    let all = repository.log().read_all(0, 100).await.unwrap();
+    assert_eq!(all.len(), 10);
+    schema.drop_schema().await;
+}

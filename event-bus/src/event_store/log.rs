@@ -19,6 +19,19 @@ pub(crate) const PAGE: usize = 512;
 
 /// One recorded event, as stored: where it is (stream, version, global position) and what it is
 /// (its event name and its JSON).
+///
+/// ```
+/// # use event_bus::event_store::EventLog;
+/// # use event_bus::store::MemoryStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+/// let log = EventLog::new(std::sync::Arc::new(MemoryStore::new()));
+/// let recorded = log.append_raw("account", "7", 0, "deposited", vec![serde_json::json!(5)]).await?;
+/// assert_eq!(recorded[0].decode::<u32>()?, 5);
+/// assert!(recorded[0].recorded_at() <= std::time::SystemTime::now());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
     /// The stream's category ([`Aggregate::TYPE`](super::Aggregate::TYPE)).
@@ -206,6 +219,17 @@ impl EventLog {
     /// # Errors
     ///
     /// A store error, or a head record this library did not write.
+    ///
+    /// ```
+    /// # use event_bus::event_store::EventLog;
+    /// # use event_bus::store::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(std::sync::Arc::new(MemoryStore::new()));
+    /// assert_eq!(log.head().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn head(&self) -> Result<u64, EventStoreError> {
         Ok(self.read_head().await?.0)
     }
@@ -235,6 +259,20 @@ impl EventLog {
     ///
     /// [`EventStoreError::Conflict`] if the stream is no longer at `expected` (nothing written);
     /// a store error.
+    ///
+    /// ```
+    /// # use event_bus::event_store::{EventLog, EventStoreError};
+    /// # use event_bus::store::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), EventStoreError> {
+    /// let log = EventLog::new(std::sync::Arc::new(MemoryStore::new()));
+    /// let one = || vec![serde_json::json!({"cents": 1})];
+    /// log.append_raw("account", "7", 0, "deposited", one()).await?;
+    /// let stale = log.append_raw("account", "7", 0, "deposited", one()).await;
+    /// assert!(matches!(stale, Err(EventStoreError::Conflict { expected: 0, .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn append_raw(
         &self,
         stream_type: &str,
@@ -342,6 +380,20 @@ impl EventLog {
     /// # Errors
     ///
     /// A store error, or a record this library did not write.
+    ///
+    /// ```
+    /// # use event_bus::event_store::EventLog;
+    /// # use event_bus::store::MemoryStore;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(std::sync::Arc::new(MemoryStore::new()));
+    /// let two = vec![serde_json::json!(1), serde_json::json!(2)];
+    /// log.append_raw("account", "7", 0, "deposited", two).await?;
+    /// let tail = log.read_stream("account", "7", 1).await?;
+    /// assert_eq!((tail.len(), tail[0].version), (1, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read_stream(
         &self,
         stream_type: &str,

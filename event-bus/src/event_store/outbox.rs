@@ -92,6 +92,20 @@ impl fmt::Debug for Outbox {
 
 impl Outbox {
     /// An outbox of `log`, with no routes yet.
+    ///
+    /// ```
+    /// use event_bus::event_store::{EventLog, Outbox};
+    /// use event_bus::prelude::*;
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event(name = "doc.outbox.closed")]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Closed;
+    ///
+    /// let outbox = Outbox::new(&EventLog::new(Arc::new(MemoryStore::new())));
+    /// # drop(outbox);
+    /// ```
     pub fn new(log: &EventLog) -> Self {
         Outbox {
             log: log.clone(),
@@ -105,6 +119,20 @@ impl Outbox {
     }
 
     /// Publishes the events named [`E::NAME`](Event::NAME) to `E`'s global registry.
+    ///
+    /// ```
+    /// use event_bus::event_store::{EventLog, Outbox};
+    /// use event_bus::prelude::*;
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event(name = "doc.outbox.closed")]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Closed;
+    ///
+    /// let outbox = Outbox::new(&EventLog::new(Arc::new(MemoryStore::new()))).route::<Closed>();
+    /// # drop(outbox);
+    /// ```
     pub fn route<E: Event + DeserializeOwned>(mut self) -> Self {
         let publish = |record: RecordedEvent| -> Pin<
             Box<dyn Future<Output = Result<(), EventStoreError>> + Send>,
@@ -131,6 +159,24 @@ impl Outbox {
     ///
     /// A store error while listing the entries (errors on single entries are counted in
     /// [`Published::failed`]).
+    ///
+    /// ```
+    /// use event_bus::event_store::{EventLog, Outbox};
+    /// use event_bus::prelude::*;
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event(name = "doc.outbox.closed")]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Closed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let outbox = Outbox::new(&EventLog::new(Arc::new(MemoryStore::new()))).route::<Closed>();
+    /// assert_eq!(outbox.publish_pending().await?.published, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn publish_pending(&self) -> Result<Published, EventStoreError> {
         let mut done = Published::default();
         let store = self.log.store();
@@ -209,6 +255,25 @@ impl Outbox {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    ///
+    /// ```
+    /// use event_bus::event_store::{EventLog, Outbox};
+    /// use event_bus::prelude::*;
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// #[event(name = "doc.outbox.closed")]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Closed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// let running = Outbox::new(&log).route::<Closed>().start(std::time::Duration::from_secs(1));
+    /// // ... append events through `log` ...
+    /// running.shutdown().await;
+    /// # }
+    /// ```
     pub fn start(self, interval: Duration) -> RunningOutbox {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -262,6 +327,19 @@ pub struct RunningOutbox {
 
 impl RunningOutbox {
     /// Stops after the current round and returns what it published in all.
+    ///
+    /// ```
+    /// use event_bus::event_store::{EventLog, Outbox};
+    /// use event_bus::store::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// let published = Outbox::new(&log).start(std::time::Duration::from_secs(1)).shutdown().await;
+    /// assert_eq!(published.published, 0);
+    /// # }
+    /// ```
     pub async fn shutdown(self) -> Published {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()

@@ -12,6 +12,11 @@ use super::log::{EventLog, RecordedEvent, stream_prefix};
 use crate::event::Event;
 
 /// An aggregate as loaded: its state and the version of its stream that state includes.
+///
+/// ```
+/// let loaded = event_bus::event_store::Loaded { state: 0u64, version: 0 };
+/// assert_eq!(loaded.version, 0);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
     /// The state after every event of the stream.
@@ -132,12 +137,52 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// Writes a snapshot each time a stream crosses a multiple of `events` events (at least 1).
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())))
+    ///     .snapshot_every(100);
+    /// # drop(counters);
+    /// ```
     pub fn snapshot_every(mut self, events: u64) -> Self {
         self.snapshot_every = Some(events.max(1));
         self
     }
 
     /// The event log.
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())));
+    /// let log: &EventLog = counters.log();
+    /// # let _ = log;
+    /// ```
     pub fn log(&self) -> &EventLog {
         &self.log
     }
@@ -152,6 +197,29 @@ impl<A: Aggregate> Repository<A> {
     /// # Errors
     ///
     /// A store error, or a stored event that is not an `A::Event`.
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())));
+    /// assert_eq!(counters.load("new").await?.version, 0, "a stream that does not exist yet");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, EventStoreError> {
         let names = &self.log.inner.names;
         let snapshot = match self
@@ -188,6 +256,33 @@ impl<A: Aggregate> Repository<A> {
     /// # Errors
     ///
     /// As [`load`](Repository::load).
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())))
+    ///     .snapshot_every(2);
+    /// for n in 1..=5 {
+    ///     counters.execute("c1", n).await?;
+    /// }
+    /// assert_eq!(counters.load("c1").await?.state.total, counters.replay("c1").await?.state.total);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn replay(&self, id: &str) -> Result<Loaded<A>, EventStoreError> {
         self.replay_onto(id, A::default(), 0).await
     }
@@ -213,6 +308,30 @@ impl<A: Aggregate> Repository<A> {
     ///
     /// [`ExecuteError::Rejected`] with the aggregate's error; a conflict
     /// ([`ExecuteError::is_conflict`]) if another writer appended since the load; a store error.
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())));
+    /// let recorded = counters.execute("c1", 4).await?;
+    /// assert_eq!((recorded[0].version, recorded[0].position), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn execute(
         &self,
         id: &str,
@@ -249,6 +368,30 @@ impl<A: Aggregate> Repository<A> {
 
     /// [`execute`](Repository::execute), run again on the new state after each conflict, up to
     /// `attempts` times in all.
+    ///
+    /// ```
+    /// # use event_bus::event_store::{Aggregate, EventLog, Repository};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event] #[derive(Clone, serde::Serialize, serde::Deserialize)] struct Added(u64);
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Counter { total: u64 }
+    /// # impl Aggregate for Counter {
+    /// #     const TYPE: &'static str = "counter";
+    /// #     type Command = u64;
+    /// #     type Event = Added;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn handle(&self, n: u64) -> Result<Vec<Added>, Self::Error> { Ok(vec![Added(n)]) }
+    /// #     fn apply(&mut self, event: &Added) { self.total += event.0 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Repository::<Counter>::new(EventLog::new(Arc::new(MemoryStore::new())));
+    /// counters.execute_retrying("c1", 3, 10).await?;
+    /// assert_eq!(counters.load("c1").await?.state.total, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

@@ -69,6 +69,13 @@ pub struct LetterFilter {
     pub older_than: Option<Duration>,
 }
 
+impl LetterFilter {
+    /// Whether no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.error_contains.is_none() && self.older_than.is_none()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeadLetterAction {
     /// List dead letters, oldest first.
@@ -118,6 +125,13 @@ pub struct RequestFilter {
     /// Only requests whose event was published at least this long ago.
     #[arg(long, value_parser = duration)]
     pub older_than: Option<Duration>,
+}
+
+impl RequestFilter {
+    /// Whether no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.listener.is_none() && self.event.is_none() && self.older_than.is_none()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use event_bus::pipeline::{
-    DeadLetter, DeadLetters, Durable, Message, Next, Pipeline, ReplayOutcome, from_fn,
+    DeadLetter, DeadLetters, Durable, Message, Next, Pipeline, PipelineError, ReplayOutcome,
+    from_fn,
 };
 use event_bus::store::Store;
 use serde_json::{Value, json};
@@ -69,10 +70,24 @@ pub async fn run(
             inbox,
         } => {
             let durable = Durable::new(store, Pipeline::builder().build()).namespace(inbox);
+            // A message already in the inbox may be in flight there (and about to be parked
+            // again): it is not replayed, and its letter stays.
             let requeue = from_fn(move |message: Message, _: Next| {
                 let durable = durable.clone();
-                async move { durable.enqueue(message).await.map(|_| ()) }
+                async move {
+                    match durable.enqueue(message).await? {
+                        true => Ok(()),
+                        false => Err(PipelineError::permanent(
+                            "the inbox already holds this message (it may be in flight)",
+                        )),
+                    }
+                }
             });
+            if id.is_some() && !filter.is_empty() {
+                return Err(Failure::Usage(
+                    "filters apply to --all, not to one id".into(),
+                ));
+            }
             let ids = match (id, all) {
                 (Some(id), _) => vec![id],
                 (None, true) => matching(&letters, &filter)
@@ -88,18 +103,27 @@ pub async fn run(
             let progress = progress_bar(ids.len(), out);
             let (mut replayed, mut failed, mut missing) = (Vec::new(), Vec::new(), Vec::new());
             for id in ids {
-                match letters.replay(&id, &requeue).await? {
-                    ReplayOutcome::Succeeded => replayed.push(id),
-                    ReplayOutcome::NotFound => missing.push(id),
-                    ReplayOutcome::Failed(error) => failed.push((id, error.to_string())),
-                    ReplayOutcome::Parked { .. } => failed.push((id, "parked again".into())),
-                    other => failed.push((id, format!("{other:?}"))),
+                // One letter's failure (even a store error) does not stop the others.
+                match letters.replay(&id, &requeue).await {
+                    Ok(ReplayOutcome::Succeeded) => replayed.push(id),
+                    Ok(ReplayOutcome::NotFound) => missing.push(id),
+                    Ok(ReplayOutcome::Failed(error)) => failed.push((id, error.to_string())),
+                    Ok(ReplayOutcome::Parked { .. }) => failed.push((id, "parked again".into())),
+                    Ok(other) => failed.push((id, format!("{other:?}"))),
+                    Err(error) => failed.push((id, error.to_string())),
                 }
                 progress.inc(1);
             }
             progress.finish_and_clear();
-            if single && !missing.is_empty() {
-                return Err(Failure::NotFound(format!("dead letter {}", missing[0])));
+            if single {
+                if let Some(id) = missing.first() {
+                    return Err(Failure::NotFound(format!("dead letter {id}")));
+                }
+                if let Some((id, error)) = failed.first() {
+                    return Err(Failure::Failed(format!(
+                        "dead letter {id} not replayed: {error}"
+                    )));
+                }
             }
             let document = json!({
                 "replayed": replayed,
@@ -131,18 +155,42 @@ pub async fn run(
             Ok(())
         }
         DeadLetterAction::Purge(filter) => {
-            let mut deleted = Vec::new();
+            let (mut deleted, mut failed) = (Vec::new(), Vec::new());
             for letter in matching(&letters, &filter).await? {
-                if letters.delete(&letter.id).await? {
-                    deleted.push(letter.id);
+                match letters.delete(&letter.id).await {
+                    Ok(true) => deleted.push(letter.id),
+                    Ok(false) => {} // deleted by someone else meanwhile
+                    Err(error) => failed.push((letter.id, error.to_string())),
                 }
             }
-            out.done(
-                &format!("deleted {} dead letter(s)", deleted.len()),
-                json!({ "deleted": deleted }),
-            );
-            Ok(())
+            bulk_result("deleted", "dead letter(s)", deleted, failed, out)
         }
+    }
+}
+
+/// Prints what a bulk action did (`done` ids and `failed` ones, with why) and fails with "partly
+/// done" if anything failed.
+pub fn bulk_result(
+    verb: &str,
+    what: &str,
+    done: Vec<String>,
+    failed: Vec<(String, String)>,
+    out: Output,
+) -> Result<(), Failure> {
+    let failures: Vec<Value> = failed
+        .iter()
+        .map(|(id, error)| json!({"id": id, "error": error}))
+        .collect();
+    out.done(
+        &format!("{verb} {} {what}, {} failed", done.len(), failed.len()),
+        json!({ verb: done, "failed": failures }),
+    );
+    match failed.first() {
+        None => Ok(()),
+        Some((id, error)) => Err(Failure::Partial(format!(
+            "{} failed; first: {id}: {error}",
+            failed.len()
+        ))),
     }
 }
 

@@ -26,10 +26,19 @@ use output::Output;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("event-bus: {failure}");
+            if json {
+                // Scripts reading stdout get one document in every case.
+                let document = serde_json::json!({
+                    "error": failure.to_string(),
+                    "exit_code": failure.code(),
+                });
+                println!("{document}");
+            }
             ExitCode::from(failure.code())
         }
     }

@@ -7,6 +7,7 @@ use event_bus::store::Store;
 use serde_json::{Value, json};
 
 use crate::args::QuarantineAction;
+use crate::dead_letters::bulk_result;
 use crate::failure::Failure;
 use crate::output::{self, Output};
 
@@ -66,17 +67,15 @@ pub async fn run(
             Ok(())
         }
         QuarantineAction::Purge => {
-            let mut deleted = Vec::new();
+            let (mut deleted, mut failed) = (Vec::new(), Vec::new());
             for record in quarantine.list().await? {
-                if quarantine.delete(&record.id).await? {
-                    deleted.push(record.id);
+                match quarantine.delete(&record.id).await {
+                    Ok(true) => deleted.push(record.id),
+                    Ok(false) => {}
+                    Err(error) => failed.push((record.id, error.to_string())),
                 }
             }
-            out.done(
-                &format!("deleted {} quarantined record(s)", deleted.len()),
-                json!({ "deleted": deleted }),
-            );
-            Ok(())
+            bulk_result("deleted", "quarantined record(s)", deleted, failed, out)
         }
     }
 }

@@ -9,7 +9,7 @@ use event_bus::store::Store;
 use serde_json::{Value, json};
 
 use crate::args::{self, DeadRequestAction, RequestAction, RequestFilter};
-use crate::dead_letters::progress_bar;
+use crate::dead_letters::{bulk_result, progress_bar};
 use crate::failure::Failure;
 use crate::output::{self, Output};
 
@@ -56,6 +56,11 @@ pub async fn run_dead(
             Ok(())
         }
         DeadRequestAction::Revive { key, all, filter } => {
+            if key.is_some() && !filter.is_empty() {
+                return Err(Failure::Usage(
+                    "filters apply to --all, not to one key".into(),
+                ));
+            }
             let keys: Vec<String> = match (key, all) {
                 (Some(key), _) => {
                     if !bus.revive(&key).await? {
@@ -73,21 +78,17 @@ pub async fn run_dead(
                 }
             };
             let progress = progress_bar(keys.len(), out);
-            let (mut revived, mut gone) = (Vec::new(), Vec::new());
+            let (mut revived, mut failed) = (Vec::new(), Vec::new());
             for key in keys {
-                if bus.revive(&key).await? {
-                    revived.push(key);
-                } else {
-                    gone.push(key); // revived or deleted by someone else meanwhile
+                match bus.revive(&key).await {
+                    Ok(true) => revived.push(key),
+                    Ok(false) => {} // revived or deleted by someone else meanwhile
+                    Err(error) => failed.push((key, error.to_string())),
                 }
                 progress.inc(1);
             }
             progress.finish_and_clear();
-            out.done(
-                &format!("revived {} dead request(s)", revived.len()),
-                json!({ "revived": revived, "not_found": gone }),
-            );
-            Ok(())
+            bulk_result("revived", "dead request(s)", revived, failed, out)
         }
         DeadRequestAction::Delete { key } => {
             if !bus.delete_dead(&key).await? {
@@ -97,17 +98,15 @@ pub async fn run_dead(
             Ok(())
         }
         DeadRequestAction::Purge(filter) => {
-            let mut deleted = Vec::new();
+            let (mut deleted, mut failed) = (Vec::new(), Vec::new());
             for request in matching(bus.dead_requests().await?, &filter) {
-                if bus.delete_dead(request.key()).await? {
-                    deleted.push(request.key().to_owned());
+                match bus.delete_dead(request.key()).await {
+                    Ok(true) => deleted.push(request.key().to_owned()),
+                    Ok(false) => {}
+                    Err(error) => failed.push((request.key().to_owned(), error.to_string())),
                 }
             }
-            out.done(
-                &format!("deleted {} dead request(s)", deleted.len()),
-                json!({ "deleted": deleted }),
-            );
-            Ok(())
+            bulk_result("deleted", "dead request(s)", deleted, failed, out)
         }
     }
 }

@@ -25,6 +25,19 @@ pub async fn open(location: &str, schema: Option<&str>) -> Result<Arc<dyn Store>
     if !Path::new(location).is_file() {
         return Err(Failure::Failed(format!("no SQLite file at {location}")));
     }
+    // First read-only, to check the file is an event-bus store: opening it for writing would
+    // create the tables (and switch the file to WAL) in any SQLite file, even an empty one.
+    let probe = SqliteStore::options()
+        .read_only()
+        .open(location)
+        .map_err(|error| Failure::Failed(format!("cannot open {location}: {error}")))?;
+    let checked = probe.count("event-bus-cli/probe").await;
+    probe.close().await;
+    if let Err(error) = checked {
+        return Err(Failure::Failed(format!(
+            "{location} is not an event-bus store ({error})"
+        )));
+    }
     let store = SqliteStore::open(location)
         .map_err(|error| Failure::Failed(format!("cannot open {location}: {error}")))?;
     Ok(Arc::new(store))

@@ -357,3 +357,45 @@ async fn the_tool_works_on_postgres() {
         .expect("drop the schema");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// From a fault hunt: the tool refuses files that are not event-bus stores (and leaves them as
+/// they were), and prints a JSON document for failures too.
+#[test]
+fn foreign_sqlite_files_are_refused_untouched_and_failures_print_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("an empty file");
+    let empty = empty.to_str().expect("utf-8");
+    let output = event_bus(empty, &["--json", "dead-letters", "count"]);
+    assert_eq!(code(&output), 1);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not an event-bus store"));
+    let document: Value = serde_json::from_slice(&output.stdout).expect("a JSON document");
+    assert_eq!(document["exit_code"], 1);
+    assert_eq!(
+        std::fs::metadata(empty).expect("still there").len(),
+        0,
+        "untouched"
+    );
+}
+
+/// From a fault hunt: a letter whose message is still in the inbox (perhaps in flight, about to
+/// be parked again) is not replayed, and stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_whose_message_is_still_in_the_inbox_is_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, store) = sqlite_store(dir.path());
+    let message = Message::new("payments", "p1", Vec::new());
+    DeadLetters::new(store.clone())
+        .record(message.clone(), &PipelineError::permanent("declined"))
+        .await
+        .expect("parked");
+    let inbox = Durable::new(store.clone(), Pipeline::builder().build());
+    assert!(inbox.enqueue(message).await.expect("enqueued"));
+    let letters = json(&db, &["dead-letters", "list"]);
+    let id = letters[0]["id"].as_str().expect("an id").to_owned();
+    let output = event_bus(&db, &["--json", "dead-letters", "replay", &id]);
+    assert_eq!(code(&output), 1);
+    assert_eq!(json(&db, &["dead-letters", "count"])["count"], 1, "kept");
+    let with_filter = event_bus(&db, &["dead-letters", "replay", &id, "--source", "x"]);
+    assert_eq!(code(&with_filter), 2, "filters with one id");
+}

@@ -14,6 +14,9 @@
 //!   [`Aggregate::SNAPSHOT_VERSION`]; loading from a snapshot gives the state a full replay gives.
 //! - **Publication after commit**: the [`Outbox`] hands each appended event to its type's
 //!   registry, at least once, even across a crash.
+//! - **Projections**: a [`Projection`] stages the writes each event causes; its [`Projector`]
+//!   commits them atomically with its position (exactly once per event), catches up from any
+//!   position, follows the log live, and rebuilds from zero on demand.
 //!
 //! ```
 //! use event_bus::event_store::{Aggregate, EventLog, Outbox, Repository};
@@ -79,10 +82,12 @@ mod aggregate;
 mod error;
 mod log;
 mod outbox;
+mod projection;
 mod repository;
 
 pub use aggregate::Aggregate;
 pub use error::{EventStoreError, ExecuteError};
 pub use log::{EventLog, RecordedEvent};
 pub use outbox::{Outbox, Published, RunningOutbox};
+pub use projection::{Projection, Projector, RunningProjector, Staged};
 pub use repository::{Loaded, Repository};

@@ -89,8 +89,10 @@ impl Timer {
         Timer(on().then(Instant::now))
     }
 
+    /// The time since the start, if recording started then and still is (a run that began
+    /// before [`disable`] records nothing after it).
     fn elapsed(self) -> Option<Duration> {
-        self.0.map(|started| started.elapsed())
+        self.0.filter(|_| on()).map(|started| started.elapsed())
     }
 }
 

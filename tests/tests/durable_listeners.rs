@@ -915,3 +915,28 @@ async fn failing_claims_do_not_make_the_executor_spin() {
     store.heal();
     assert_eq!(bus.executor().run_once().await.unwrap().succeeded, 1);
 }
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct LandedDead;
+
+/// A dead request whose write landed but reported an error is still one dead request, reported
+/// once and counted as dead.
+#[tokio::test]
+async fn a_dead_request_written_despite_an_error_is_reported_once() {
+    assert!(reported("landed-dead").is_empty()); // installs the reporter
+    LandedDead::durable("landed-dead", |_: LandedDead| async { Err("no") })
+        .max_errors(1)
+        .register()
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(memory()));
+    let bus = DurableBus::new(Arc::clone(&store));
+    LandedDead.publish(&bus).await.unwrap();
+    store.inject(Operation::Apply, 2, Fault::FailAfter); // the dead request's write lands
+    let executed = bus.executor().run_once().await.unwrap();
+    assert_eq!((executed.dead, executed.interrupted), (1, 0));
+    assert_eq!(bus.executor().run_once().await.unwrap().dead, 0);
+    assert_eq!(bus.dead_count().await.unwrap(), 1);
+    let reports = reported("landed-dead");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}

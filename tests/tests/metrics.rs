@@ -112,6 +112,43 @@ async fn every_dispatch_mode_counts_dispatches_deliveries_failures_and_durations
         Some(3.0)
     );
 
+    // A dispatch without listeners is a dispatch too, in every mode.
+    #[event(name = "metered.unheard")]
+    struct Unheard;
+    Unheard.trigger();
+    Unheard.spawn().await;
+    Unheard.deliver().await;
+    for mode in ["trigger", "spawn", "deliver"] {
+        let labels = [("event", "metered.unheard"), ("mode", mode)];
+        assert_eq!(
+            meter.value("event_bus_triggered_total", &labels),
+            Some(1.0),
+            "{mode}"
+        );
+    }
+
+    // A run that started before `disable()` records nothing after it.
+    #[event(name = "metered.slow")]
+    struct Slow;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    Slow::listener()
+        .name("slow")
+        .register_async(move |_: Arc<Slow>| {
+            let held = Arc::clone(&held);
+            async move {
+                let _permit = held.acquire().await;
+            }
+        });
+    let dispatch = Slow.spawn();
+    tokio::task::yield_now().await;
+    event_bus::metrics::disable();
+    gate.add_permits(1);
+    assert!(dispatch.await.is_success());
+    let slow = [("event", "metered.slow"), ("listener", "slow")];
+    assert_eq!(meter.value("event_bus_delivered_total", &slow), None);
+    event_bus::metrics::enable();
+
     // Disabled: the fast path again, nothing recorded.
     event_bus::metrics::disable();
     assert_eq!(Order.trigger().failures().len(), 2);

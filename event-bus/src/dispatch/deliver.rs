@@ -15,12 +15,12 @@ use tracing::Instrument as _;
 
 /// Runs each listener of `snapshot` in order, awaiting async ones.
 pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event: E) -> Report {
-    let Some(snapshot) = snapshot else {
-        return Report::new(0);
-    };
     if metrics::on() {
         metrics::dispatched(E::NAME, "deliver");
     }
+    let Some(snapshot) = snapshot else {
+        return Report::new(0);
+    };
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {

@@ -25,6 +25,9 @@ pub(crate) fn trigger<E: Event>(
     event: E,
 ) -> Report {
     let Some(snapshot) = snapshot else {
+        if metrics::on() {
+            metrics::dispatched(E::NAME, "trigger");
+        }
         return Report::new(0);
     };
     if snapshot.has_async || metrics::on() {

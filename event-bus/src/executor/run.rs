@@ -644,6 +644,8 @@ impl Executor {
         let namespace = &*self.bus.inner.requests;
         // What to report once the outcome is written: a final failure.
         let mut final_failure = None;
+        // The request's record after the outcome is written (`None`: removed).
+        let mut written: Option<Vec<u8>> = None;
         let (batch, label) = match outcome {
             None => {
                 holder.release().await;
@@ -719,17 +721,28 @@ impl Executor {
                         "durable request failed; it will be retried"
                     );
                     executed.retried += 1;
-                    let batch = holder.fence().put(
-                        namespace,
-                        key.clone(),
-                        claim::free_record(&record.encode()),
-                        None,
-                    );
+                    let next = claim::free_record(&record.encode());
+                    written = Some(next.clone());
+                    let batch = holder.fence().put(namespace, key.clone(), next, None);
                     (batch, "retried")
                 }
             }
         };
-        match holder.commit(batch).await {
+        let committed = match holder.commit(batch).await {
+            Ok(()) => Ok(()),
+            Err(PipelineError::ClaimLost { .. }) => {
+                return Executed {
+                    lost: 1,
+                    ..Executed::default()
+                };
+            }
+            // Ambiguous: the write may have landed before the error. Read back what is there.
+            Err(error) => match self.bus.store().get(namespace, &key).await {
+                Ok(found) if found == written => Ok(()),
+                _ => Err(error),
+            },
+        };
+        match committed {
             Ok(()) => {
                 metrics::request_executed(&record.event, &record.listener, label, timer);
                 if let Some((message, panicked, backtrace)) = final_failure {
@@ -750,10 +763,6 @@ impl Executor {
                 }
                 executed
             }
-            Err(PipelineError::ClaimLost { .. }) => Executed {
-                lost: 1,
-                ..Executed::default()
-            },
             Err(error) => {
                 tracing::warn!(
                     request = %key,

@@ -77,3 +77,45 @@ impl Aggregate for Account {
         }
     }
 }
+
+/// Balances by account (namespace `balances`) and the number of events applied (key `applied` in
+/// `balances-meta`), from the accounts' events: a projection whose totals show an event applied
+/// twice or missed.
+#[derive(Debug, Default)]
+pub struct Balances {
+    /// A pause per event, so that a kill can land in the middle of a catch-up.
+    pub pause: Option<std::time::Duration>,
+}
+
+impl event_bus::event_store::Projection for Balances {
+    const NAME: &'static str = "balances";
+    type Event = AccountEvent;
+
+    async fn apply(
+        &self,
+        event: AccountEvent,
+        recorded: &event_bus::event_store::RecordedEvent,
+        staged: &mut event_bus::event_store::Staged<'_>,
+    ) -> Result<(), event_bus::BoxError> {
+        if let Some(pause) = self.pause {
+            tokio::time::sleep(pause).await;
+        }
+        let account = recorded.stream_id.as_str();
+        let balance: i64 = staged.get_json("balances", account).await?.unwrap_or(0);
+        let change = match event {
+            AccountEvent::Deposited { cents } => i64::try_from(cents)?,
+            AccountEvent::Withdrawn { cents } => -i64::try_from(cents)?,
+        };
+        staged.put_json("balances", account, &(balance + change))?;
+        let applied: u64 = staged
+            .get_json("balances-meta", "applied")
+            .await?
+            .unwrap_or(0);
+        staged.put_json("balances-meta", "applied", &(applied + 1))?;
+        Ok(())
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        vec!["balances".into(), "balances-meta".into()]
+    }
+}

@@ -356,3 +356,170 @@ async fn the_event_store_works_on_postgres() {
     assert_eq!(all.len(), 10);
     schema.drop_schema().await;
 }
+
+fn balances(store: &Arc<dyn Store>) -> impl std::future::Future<Output = Vec<(String, i64)>> {
+    let store = Arc::clone(store);
+    async move {
+        store
+            .scan("balances", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(key, value)| (key, serde_json::from_slice(&value).unwrap()))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_projection_catches_up_once_follows_live_and_rebuilds_from_zero() {
+    use event_bus::event_store::Projector;
+    use event_bus_tests::bank::Balances;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let repository = accounts(Arc::clone(&store));
+    repository.execute("a", Command::Deposit(10)).await.unwrap();
+    repository.execute("b", Command::Deposit(5)).await.unwrap();
+    repository.execute("a", Command::Withdraw(3)).await.unwrap();
+    // An event of another type in the log is passed over.
+    repository
+        .log()
+        .append_raw("other", "x", 0, "test.other", vec![serde_json::json!(1)])
+        .await
+        .unwrap();
+    let projector = Projector::new(repository.log(), Balances::default());
+    assert_eq!(projector.catch_up().await.unwrap(), 3);
+    assert_eq!(projector.position().await.unwrap(), 4);
+    assert_eq!(projector.catch_up().await.unwrap(), 0);
+    assert_eq!(
+        balances(&store).await,
+        [("a".to_owned(), 7), ("b".to_owned(), 5)]
+    );
+
+    // Live: woken by the appends.
+    let running = projector.clone().start(Duration::from_secs(60));
+    repository.execute("b", Command::Deposit(1)).await.unwrap();
+    for _ in 0..2_000 {
+        if projector.position().await.unwrap() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(running.shutdown().await, 1);
+    assert_eq!(balances(&store).await[1], ("b".to_owned(), 6));
+
+    // A corrupted read model, rebuilt from zero.
+    store
+        .put("balances", "a", b"999".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(projector.rebuild().await.unwrap(), 4);
+    assert_eq!(
+        balances(&store).await,
+        [("a".to_owned(), 7), ("b".to_owned(), 6)]
+    );
+    let applied = store
+        .get("balances-meta", "applied")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied, b"4");
+}
+
+/// Two projectors of one projection racing over the same log: each event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_projectors_apply_each_event_once() {
+    use event_bus::event_store::Projector;
+    use event_bus_tests::bank::Balances;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let repository = accounts(Arc::clone(&store));
+    for n in 1..=100 {
+        repository
+            .execute(&format!("r{}", n % 3), Command::Deposit(n))
+            .await
+            .unwrap();
+    }
+    // A pause per event makes them overlap.
+    let slowed = || Balances {
+        pause: Some(Duration::from_micros(500)),
+    };
+    let projectors: Vec<_> = (0..2)
+        .map(|_| Projector::new(repository.log(), slowed()))
+        .collect();
+    let mut racing = tokio::task::JoinSet::new();
+    for projector in projectors {
+        racing.spawn(async move { projector.catch_up().await.unwrap() });
+    }
+    let mut applied = 0;
+    while let Some(count) = racing.join_next().await {
+        applied += count.unwrap();
+    }
+    assert_eq!(applied, 100, "each event applied by exactly one of them");
+    let total: i64 = balances(&store).await.iter().map(|(_, cents)| cents).sum();
+    assert_eq!(total, 5050);
+}
+
+/// A projection process SIGKILLed at random moments and restarted: every event applied exactly
+/// once (the balances and the count of applied events are exact).
+#[test]
+fn a_projection_process_killed_at_random_applies_each_event_exactly_once() {
+    use event_bus::event_store::Projector;
+    use event_bus_tests::bank::Balances;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("projected.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).unwrap());
+    let repository = accounts(Arc::clone(&store));
+    const EVENTS: u64 = 400;
+    runtime.block_on(async {
+        for n in 1..=EVENTS {
+            repository
+                .execute(&format!("k{}", n % 5), Command::Deposit(n))
+                .await
+                .unwrap();
+        }
+    });
+    let spawn = || {
+        Process::new(env!("CARGO_BIN_EXE_projection_worker"))
+            .arg(&db)
+            .spawn()
+            .expect("start the projection process")
+    };
+    let mut rng = fastrand::Rng::with_seed(7);
+    let projector = Projector::new(repository.log(), Balances::default());
+    let mut kills = 0;
+    let mut worker = spawn();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(rng.u64(40..160)));
+        worker.kill().expect("SIGKILL");
+        worker.wait().expect("reap");
+        kills += 1;
+        worker = spawn();
+    }
+    let mid_way = runtime.block_on(projector.position()).unwrap();
+    let started = std::time::Instant::now();
+    while runtime.block_on(projector.position()).unwrap() < EVENTS {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.kill().expect("SIGKILL");
+    worker.wait().expect("reap");
+    assert!(
+        kills >= 6 && mid_way < EVENTS,
+        "the kills landed before the end ({mid_way})"
+    );
+    runtime.block_on(async {
+        let total: i64 = balances(&store).await.iter().map(|(_, cents)| cents).sum();
+        assert_eq!(total, (1..=EVENTS as i64).sum::<i64>());
+        let applied = store
+            .get("balances-meta", "applied")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(applied, EVENTS.to_string().into_bytes());
+    });
+}

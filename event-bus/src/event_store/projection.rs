@@ -81,6 +81,22 @@ pub trait Projection: Send + Sync + 'static {
 
 /// The writes a [`Projection`] stages for one event, committed with its position; reads go to
 /// the store (what earlier events committed).
+///
+/// ```
+/// use event_bus::BoxError;
+/// use event_bus::event_store::Staged;
+///
+/// async fn count_once(staged: &mut Staged<'_>, key: &str) -> Result<(), BoxError> {
+///     let seen: u64 = staged.get_json("counts", key).await?.unwrap_or(0);
+///     staged.put_json("counts", key, &(seen + 1))?;
+///     if staged.get("flags", key).await?.is_some() {
+///         staged.delete("flags", key);
+///     }
+///     staged.put("last", "key", key.as_bytes().to_vec());
+///     Ok(())
+/// }
+/// # let _ = count_once;
+/// ```
 pub struct Staged<'a> {
     store: &'a dyn Store,
     batch: Batch,
@@ -218,6 +234,35 @@ impl<P: Projection> fmt::Debug for Projector<P> {
 
 impl<P: Projection> Projector<P> {
     /// A projector of `projection` over `log`.
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// let projector = Projector::new(&log, Count);
+    /// # drop(projector);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(log: &EventLog, projection: P) -> Self {
         let namespace = log
             .inner
@@ -250,6 +295,34 @@ impl<P: Projection> Projector<P> {
     /// # Errors
     ///
     /// A store error, or a position record this library did not write.
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// assert_eq!(Projector::new(&log, Count).position().await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn position(&self) -> Result<u64, EventStoreError> {
         Ok(self.tracking().await?.0.position)
     }
@@ -261,6 +334,34 @@ impl<P: Projection> Projector<P> {
     ///
     /// A store error; the projection's error at an event (as [`EventStoreError::Corrupt`], with
     /// the event's position): events before it are committed, it and the ones after are not.
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// assert_eq!(Projector::new(&log, Count).catch_up().await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn catch_up(&self) -> Result<u64, EventStoreError> {
         let mut applied = 0;
         loop {
@@ -325,6 +426,36 @@ impl<P: Projection> Projector<P> {
     /// # Errors
     ///
     /// As [`catch_up`](Projector::catch_up).
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// let projector = Projector::new(&log, Count);
+    /// projector.catch_up().await?;
+    /// assert_eq!(projector.rebuild().await?, 1, "the same event again, on a cleared model");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn rebuild(&self) -> Result<u64, EventStoreError> {
         let marker = Tracking {
             position: 0,
@@ -367,6 +498,36 @@ impl<P: Projection> Projector<P> {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// let running = Projector::new(&log, Count).start(std::time::Duration::from_secs(1));
+    /// // ... appends through `log` are applied as they come ...
+    /// running.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start(self, interval: Duration) -> RunningProjector {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -401,6 +562,35 @@ pub struct RunningProjector {
 
 impl RunningProjector {
     /// Stops after the current round; returns how many events it applied in all.
+    ///
+    /// ```
+    /// # use event_bus::BoxError;
+    /// # use event_bus::event_store::{EventLog, Projection, Projector, RecordedEvent, Staged};
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// # use std::sync::Arc;
+    /// # #[event(name = "doc.projector.method")]
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Seen(u32);
+    /// # struct Count;
+    /// # impl Projection for Count {
+    /// #     const NAME: &'static str = "count";
+    /// #     type Event = Seen;
+    /// #     async fn apply(&self, _: Seen, _: &RecordedEvent, staged: &mut Staged<'_>) -> Result<(), BoxError> {
+    /// #         let n: u64 = staged.get_json("count", "n").await?.unwrap_or(0);
+    /// #         staged.put_json("count", "n", &(n + 1))
+    /// #     }
+    /// #     fn namespaces(&self) -> Vec<String> { vec!["count".into()] }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(Arc::new(MemoryStore::new()));
+    /// log.append_raw("s", "1", 0, Seen::NAME, vec![serde_json::json!(1)]).await?;
+    /// let running = Projector::new(&log, Count).start(std::time::Duration::from_secs(1));
+    /// let _applied: u64 = running.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(self) -> u64 {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()

@@ -14,6 +14,8 @@
 //!   [`Aggregate::SNAPSHOT_VERSION`]; loading from a snapshot gives the state a full replay gives.
 //! - **Publication after commit**: the [`Outbox`] hands each appended event to its type's
 //!   registry, at least once, even across a crash.
+//! - **Event versions**: `#[event(version = 2)]` with an [`Upcast`] impl from version 1
+//!   ([`register_upcaster`]): events appended at version 1 are read as version 2.
 //! - **Projections**: a [`Projection`] stages the writes each event causes; its [`Projector`]
 //!   commits them atomically with its position (exactly once per event), catches up from any
 //!   position, follows the log live, and rebuilds from zero on demand.
@@ -84,6 +86,7 @@ mod log;
 mod outbox;
 mod projection;
 mod repository;
+mod upcast;
 
 pub use aggregate::Aggregate;
 pub use error::{EventStoreError, ExecuteError};
@@ -91,3 +94,4 @@ pub use log::{EventLog, RecordedEvent};
 pub use outbox::{Outbox, Published, RunningOutbox};
 pub use projection::{Projection, Projector, RunningProjector, Staged};
 pub use repository::{Loaded, Repository};
+pub use upcast::{Upcast, register_upcaster};

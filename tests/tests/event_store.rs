@@ -523,3 +523,98 @@ fn a_projection_process_killed_at_random_applies_each_event_exactly_once() {
         assert_eq!(applied, EVENTS.to_string().into_bytes());
     });
 }
+
+/// Version 1 of a customer event: one name.
+#[derive(serde::Deserialize)]
+struct CustomerV1 {
+    name: String,
+}
+
+/// Version 2: the name split.
+#[event(name = "test.customer.registered", version = 2)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Customer {
+    first: String,
+    last: String,
+}
+
+impl event_bus::event_store::Upcast for Customer {
+    type Previous = CustomerV1;
+
+    fn upcast(previous: CustomerV1) -> Self {
+        let (first, last) = previous
+            .name
+            .split_once(' ')
+            .unwrap_or((&previous.name, ""));
+        Customer {
+            first: first.to_owned(),
+            last: last.to_owned(),
+        }
+    }
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Customers {
+    names: Vec<String>,
+}
+
+impl event_bus::event_store::Aggregate for Customers {
+    const TYPE: &'static str = "customers";
+    type Command = Customer;
+    type Event = Customer;
+    type Error = std::convert::Infallible;
+
+    fn handle(&self, command: Customer) -> Result<Vec<Customer>, Self::Error> {
+        Ok(vec![command])
+    }
+
+    fn apply(&mut self, event: &Customer) {
+        self.names.push(format!("{}, {}", event.last, event.first));
+    }
+}
+
+#[tokio::test]
+async fn events_appended_at_version_1_are_read_as_version_2_through_the_upcaster() {
+    let log = EventLog::new(Arc::new(MemoryStore::new()));
+    // Appended by an older build of the program: version 1.
+    let old = log
+        .append_raw(
+            "customers",
+            "all",
+            0,
+            Customer::NAME,
+            vec![serde_json::json!({"name": "Ada Lovelace"})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(old[0].event_version, 1);
+    assert!(
+        old[0].decode_event::<Customer>().is_err(),
+        "no upcaster yet"
+    );
+    event_bus::event_store::register_upcaster::<Customer>();
+    assert_eq!(
+        old[0].decode_event::<Customer>().unwrap(),
+        Customer {
+            first: "Ada".into(),
+            last: "Lovelace".into()
+        }
+    );
+    // The current build appends version 2 and reads both.
+    let customers = Repository::<Customers>::new(log.clone());
+    let new = customers
+        .execute(
+            "all",
+            Customer {
+                first: "Alan".into(),
+                last: "Turing".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(new[0].event_version, 2);
+    assert_eq!(
+        customers.load("all").await.unwrap().state.names,
+        ["Lovelace, Ada", "Turing, Alan"]
+    );
+}

@@ -44,14 +44,65 @@ pub struct RecordedEvent {
     pub position: u64,
     /// The event's name ([`Event::NAME`](crate::Event::NAME)).
     pub event: String,
+    /// The event's schema version when it was appended ([`Event::VERSION`](crate::Event::VERSION)).
+    #[serde(default = "first_version")]
+    pub event_version: u32,
     /// The event as JSON.
     pub payload: serde_json::Value,
     /// When it was appended (ms since the Unix epoch).
     pub recorded_ms: i64,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 impl RecordedEvent {
-    /// The event, decoded.
+    /// The event as the current version of `E`: upcast (see [`Upcast`](super::Upcast)) from
+    /// the version it was appended with, when that is older.
+    ///
+    /// # Errors
+    ///
+    /// [`EventStoreError::Corrupt`] if the payload is not an `E` (after upcasting), if an
+    /// upcaster is missing, or if the event is newer than `E`.
+    ///
+    /// ```
+    /// # use event_bus::event_store::EventLog;
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::store::MemoryStore;
+    /// #[event(name = "doc.decode.tick")]
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Tick(u32);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), event_bus::event_store::EventStoreError> {
+    /// let log = EventLog::new(std::sync::Arc::new(MemoryStore::new()));
+    /// let recorded = log.append_raw("t", "1", 0, Tick::NAME, vec![serde_json::json!(3)]).await?;
+    /// assert_eq!(recorded[0].decode_event::<Tick>()?.0, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn decode_event<E: crate::Event + DeserializeOwned>(&self) -> Result<E, EventStoreError> {
+        if self.event_version == E::VERSION {
+            return self.decode();
+        }
+        let payload = super::upcast::to_version(
+            &self.event,
+            self.event_version,
+            E::VERSION,
+            self.payload.clone(),
+        )
+        .map_err(|reason| EventStoreError::Corrupt {
+            key: format!("{}/{}/{}", self.stream_type, self.stream_id, self.version),
+            reason,
+        })?;
+        E::deserialize(&payload).map_err(|error| EventStoreError::Corrupt {
+            key: format!("{}/{}/{}", self.stream_type, self.stream_id, self.version),
+            reason: error.to_string(),
+        })
+    }
+
+    /// The event, decoded as it was stored (no upcasting).
     ///
     /// # Errors
     ///
@@ -251,8 +302,8 @@ impl EventLog {
         }
     }
 
-    /// Appends `payloads` (JSON events named `event`) to the stream `{stream_type}/{id}`, which
-    /// must be at version `expected` (0: a new stream). Returns the recorded events. The typed
+    /// Appends `payloads` (JSON events named `event`, schema version 1) to the stream
+    /// `{stream_type}/{id}`, which must be at version `expected` (0: a new stream). Returns the recorded events. The typed
     /// way is [`Repository`](super::Repository); this is the log's own operation.
     ///
     /// # Errors
@@ -281,6 +332,19 @@ impl EventLog {
         event: &str,
         payloads: Vec<serde_json::Value>,
     ) -> Result<Vec<RecordedEvent>, EventStoreError> {
+        self.append(stream_type, id, expected, (event, 1), payloads)
+            .await
+    }
+
+    /// [`append_raw`](EventLog::append_raw) of events of schema version `event.1`.
+    pub(crate) async fn append(
+        &self,
+        stream_type: &str,
+        id: &str,
+        expected: u64,
+        (event, event_version): (&str, u32),
+        payloads: Vec<serde_json::Value>,
+    ) -> Result<Vec<RecordedEvent>, EventStoreError> {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
@@ -305,6 +369,7 @@ impl EventLog {
                     version: expected + 1 + offset as u64,
                     position: head + 1 + offset as u64,
                     event: event.to_owned(),
+                    event_version,
                     payload: payload.clone(),
                     recorded_ms: now,
                 })

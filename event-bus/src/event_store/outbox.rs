@@ -138,7 +138,7 @@ impl Outbox {
             Box<dyn Future<Output = Result<(), EventStoreError>> + Send>,
         > {
             Box::pin(async move {
-                let event: E = record.decode()?;
+                let event: E = record.decode_event()?;
                 let report = E::registry().deliver(event).await;
                 if !report.is_success() {
                     // Listeners' failures are theirs (logged and reported); the event was

@@ -382,7 +382,7 @@ impl<P: Projection> Projector<P> {
                 };
                 let ours = recorded.event == P::Event::NAME;
                 if ours {
-                    let event: P::Event = recorded.decode()?;
+                    let event: P::Event = recorded.decode_event()?;
                     self.projection
                         .apply(event, &recorded, &mut staged)
                         .await

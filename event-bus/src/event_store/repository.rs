@@ -294,7 +294,7 @@ impl<A: Aggregate> Repository<A> {
         mut version: u64,
     ) -> Result<Loaded<A>, EventStoreError> {
         for record in self.log.read_stream(A::TYPE, id, version).await? {
-            let event: A::Event = record.decode()?;
+            let event: A::Event = record.decode_event()?;
             state.apply(&event);
             version = record.version;
         }
@@ -352,7 +352,13 @@ impl<A: Aggregate> Repository<A> {
         }
         let recorded = self
             .log
-            .append_raw(A::TYPE, id, version, A::Event::NAME, payloads)
+            .append(
+                A::TYPE,
+                id,
+                version,
+                (A::Event::NAME, A::Event::VERSION),
+                payloads,
+            )
             .await?;
         if let Some(every) = self.snapshot_every {
             let now = version + events.len() as u64;

@@ -56,8 +56,9 @@ pub trait Upcast: Event + Serialize + DeserializeOwned {
 type Step = dyn Fn(serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync;
 
 /// Upcasters by (event name, version they read).
-static UPCASTERS: LazyLock<RwLock<HashMap<(String, u32), Arc<Step>>>> =
-    LazyLock::new(RwLock::default);
+type Steps = HashMap<(String, u32), Arc<Step>>;
+
+static UPCASTERS: LazyLock<RwLock<Steps>> = LazyLock::new(RwLock::default);
 
 /// Registers `E`'s upcaster from version `E::VERSION - 1` (once for the program; registering
 /// again replaces it). Does nothing for a version-1 event.

@@ -1,4 +1,5 @@
-//! The procedural macros of [`event-bus`](https://docs.rs/event-bus): `#[event]` and `#[listener]`.
+//! The procedural macros of [`event-bus`](https://docs.rs/event-bus): `#[event]`, `#[listener]`,
+//! `#[command]`, `#[query]` and `#[derive(Joined)]`.
 //!
 //! This crate is thin: it parses the annotated item, checks it (every misuse is a compile error
 //! pointing at the offending token, with a hint) and emits an impl. The runtime API lives in the
@@ -7,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod event;
+mod handled;
 mod joined;
 mod listener;
 
@@ -22,6 +24,18 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn listener(args: TokenStream, item: TokenStream) -> TokenStream {
     listener::expand(args.into(), item.into()).into()
+}
+
+/// (Implemented in `event-bus-macros`; use it through `event_bus::command`.)
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
+    handled::expand(handled::Kind::Command, args.into(), item.into()).into()
+}
+
+/// (Implemented in `event-bus-macros`; use it through `event_bus::query`.)
+#[proc_macro_attribute]
+pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
+    handled::expand(handled::Kind::Query, args.into(), item.into()).into()
 }
 
 /// (Implemented in `event-bus-macros`; use it through `event_bus::pipeline::Joined`.)

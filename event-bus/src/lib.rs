@@ -105,6 +105,7 @@ extern crate self as event_bus;
 
 #[cfg(feature = "cloudevents")]
 pub mod cloudevents;
+pub mod cqrs;
 mod dispatch;
 mod event;
 #[cfg(feature = "pipeline")]
@@ -207,6 +208,46 @@ pub use event_bus_macros::event;
 /// ```
 pub use event_bus_macros::listener;
 
+/// Implements [`cqrs::Command`] for a struct or enum: a command with exactly one handler
+/// (`Type::handle_with(f)`), sent with `command.send().await`. Option: `name = "…"` (default the
+/// type's name).
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[command]
+/// struct ShipOrder {
+///     order: u64,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::cqrs::CqrsError> {
+/// ShipOrder::handle_with(|ship: ShipOrder| async move { println!("shipping {}", ship.order) })?;
+/// ShipOrder { order: 7 }.send().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub use event_bus_macros::command;
+
+/// Implements [`cqrs::Query`] for a struct or enum: a question with a typed answer (`reply =
+/// Type`, required) and exactly one handler (`Type::answer_with(f)`), asked with
+/// `query.ask().await`. Option: `name = "…"`.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[query(reply = u64)]
+/// struct CountOrders;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::cqrs::CqrsError> {
+/// CountOrders::answer_with(|_: CountOrders| async { Ok::<_, std::io::Error>(3) })?;
+/// assert_eq!(CountOrders.ask().await?, 3);
+/// # Ok(())
+/// # }
+/// ```
+pub use event_bus_macros::query;
+
 /// The items most programs need: `use event_bus::prelude::*;`.
 ///
 /// ```
@@ -219,9 +260,10 @@ pub use event_bus_macros::listener;
 /// assert_eq!(report.listeners(), 0);
 /// ```
 pub mod prelude {
+    pub use crate::cqrs::{Command, Query};
     pub use crate::{
         AsyncListener, BoxError, Dispatch, Event, FailureCause, Listener, Registry, Report,
-        Subscription, SubscriptionGuard, event, listener,
+        Subscription, SubscriptionGuard, command, event, listener, query,
     };
 }
 
@@ -233,6 +275,7 @@ pub struct ReadmeDoctests;
 /// Items the macros' generated code names. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::cqrs::HandlerSlot;
     pub use crate::registry::thread_cache::ThreadCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;

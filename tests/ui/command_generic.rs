@@ -1,0 +1,6 @@
+use event_bus::prelude::*;
+
+#[command]
+struct Wrapped<T>(T);
+
+fn main() {}

@@ -1,0 +1,6 @@
+use event_bus::prelude::*;
+
+#[command]
+fn place_order() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use event_bus::prelude::*;
+
+#[command(reply = u64)]
+struct Charge;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use event_bus::prelude::*;
+
+#[query]
+struct Balance;
+
+fn main() {}

@@ -44,6 +44,7 @@
 //! ```
 
 mod binding;
+mod cqrs;
 mod detached;
 mod error;
 mod event;

@@ -151,3 +151,77 @@ fn eight_threads_racing_to_register_leave_exactly_one_handler() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 10);
 }
+
+#[command(name = "test.cqrs.remote.charge")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Charge {
+    cents: u64,
+}
+
+#[query(name = "test.cqrs.remote.balance", reply = Option<u64>)]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RemoteBalance {
+    account: String,
+}
+
+#[query(name = "test.cqrs.remote.unanswered", reply = u64)]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RemoteUnanswered;
+
+/// Commands and queries across processes, over the CloudEvents HTTP binding (on loopback):
+/// `send_command` / `ask` on one side, `Receiver::command` / `Receiver::query` on the other, with
+/// the handler's reply, error, and a missing handler coming back typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_queries_cross_processes_over_cloudevents() {
+    use event_bus::cloudevents::{Receiver, SendError, Sender};
+    static CHARGED: AtomicU64 = AtomicU64::new(0);
+    Charge::handle_with(|charge: Charge| async move {
+        if charge.cents > 1_000 {
+            return Err("over the limit");
+        }
+        CHARGED.fetch_add(charge.cents, Ordering::SeqCst);
+        Ok(())
+    })
+    .unwrap();
+    RemoteBalance::answer_with(|query: RemoteBalance| async move {
+        Ok::<_, std::io::Error>((query.account == "ada").then(|| CHARGED.load(Ordering::SeqCst)))
+    })
+    .unwrap();
+    let router = Receiver::new()
+        .command::<Charge>()
+        .query::<RemoteBalance>()
+        .query::<RemoteUnanswered>()
+        .into_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let sender = Sender::new(&url).unwrap();
+
+    assert!(sender.send_command(&Charge { cents: 250 }).await.is_ack());
+    let answer = sender
+        .ask(&RemoteBalance {
+            account: "ada".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, Some(250));
+    let nobody = sender
+        .ask(&RemoteBalance {
+            account: "bob".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(nobody, None);
+    let refused = sender.send_command(&Charge { cents: 5_000 }).await;
+    assert!(!refused.is_ack());
+    assert!(
+        format!("{refused:?}").contains("over the limit"),
+        "{refused:?}"
+    );
+    let unanswered = sender.ask(&RemoteUnanswered).await;
+    assert!(
+        matches!(&unanswered, Err(SendError::Nack { .. })),
+        "{unanswered:?}"
+    );
+    server.abort();
+}

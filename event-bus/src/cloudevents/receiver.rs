@@ -324,6 +324,88 @@ impl Receiver {
         self
     }
 
+    /// Runs commands of type `C` sent as CloudEvents (type [`C::NAME`](crate::cqrs::Command::NAME),
+    /// JSON data; see [`Sender::send_command`](super::Sender::send_command)) through their local
+    /// handler: 200 once it succeeded, 500 with its error, 501 if this process has no handler.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    /// use event_bus::prelude::*;
+    ///
+    /// #[command(name = "billing.charge")]
+    /// #[derive(serde::Deserialize)]
+    /// struct Charge {
+    ///     cents: u64,
+    /// }
+    ///
+    /// let app = Receiver::new().command::<Charge>().into_router();
+    /// # drop(app);
+    /// ```
+    pub fn command<C>(mut self) -> Self
+    where
+        C: crate::cqrs::Command + DeserializeOwned,
+    {
+        let delivery: Delivery = Arc::new(|cloud: CloudEvent| {
+            Box::pin(async move {
+                let command: C = decode_message(&cloud, C::NAME)?;
+                command.send().await.map_err(cqrs_failed)?;
+                Ok(None)
+            })
+        });
+        self.routes.insert(
+            C::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: false,
+            },
+        );
+        self
+    }
+
+    /// Answers queries of type `Q` sent as CloudEvents (see
+    /// [`Sender::ask`](super::Sender::ask)) with their local handler's reply, sent back as a
+    /// CloudEvent of type `{Q::NAME}.reply` with JSON data; 500 with the handler's error, 501
+    /// if this process has no handler.
+    ///
+    /// ```
+    /// use event_bus::cloudevents::Receiver;
+    /// use event_bus::prelude::*;
+    ///
+    /// #[query(name = "stock.level", reply = u64)]
+    /// #[derive(serde::Deserialize)]
+    /// struct StockLevel {
+    ///     sku: String,
+    /// }
+    ///
+    /// let app = Receiver::new().query::<StockLevel>().into_router();
+    /// # drop(app);
+    /// ```
+    pub fn query<Q>(mut self) -> Self
+    where
+        Q: crate::cqrs::Query + DeserializeOwned,
+        Q::Reply: serde::Serialize,
+    {
+        let source = Arc::clone(&self.source);
+        let delivery: Delivery = Arc::new(move |cloud: CloudEvent| {
+            let source = Arc::clone(&source);
+            Box::pin(async move {
+                let query: Q = decode_message(&cloud, Q::NAME)?;
+                let reply = query.ask().await.map_err(cqrs_failed)?;
+                let reply = super::cqrs::message_event(&reply_type(Q::NAME), &source, &reply)
+                    .map_err(rejected)?;
+                Ok(Some(reply))
+            })
+        });
+        self.routes.insert(
+            Q::NAME.to_owned(),
+            Route {
+                delivery,
+                replies: true,
+            },
+        );
+        self
+    }
+
     /// The `source` of the events this receiver sends back as replies; `/event-bus` by default.
     ///
     /// ```
@@ -603,6 +685,28 @@ fn too_large(limit: usize) -> Response {
 }
 
 /// A typed decoding failure: the sender's input.
+/// The type of the reply to a query named `name`.
+pub(crate) fn reply_type(name: &str) -> String {
+    format!("{name}.reply")
+}
+
+/// A command's or query's data, decoded.
+fn decode_message<M: DeserializeOwned>(
+    cloud: &CloudEvent,
+    name: &'static str,
+) -> Result<M, (StatusCode, String)> {
+    super::cqrs::decode_message(cloud, name).map_err(rejected)
+}
+
+/// A command's or query's failure, as the sender sees it.
+fn cqrs_failed(error: crate::cqrs::CqrsError) -> (StatusCode, String) {
+    let status = match error {
+        crate::cqrs::CqrsError::NoHandler { .. } => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, error.to_string())
+}
+
 fn rejected(error: super::error::CloudEventError) -> (StatusCode, String) {
     (error.status(), error.to_string())
 }

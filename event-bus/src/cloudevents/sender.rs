@@ -373,8 +373,16 @@ impl Sender {
         let cloud = CloudEvent::from_event(question, self.inner.source.as_str())
             .map(TraceContext::stamp)
             .map_err(SendError::Encode)?;
+        self.exchange(&cloud)
+            .await?
+            .decode::<R>()
+            .map_err(SendError::Reply)
+    }
+
+    /// Sends `cloud` and returns the one event the receiver answered with.
+    async fn exchange(&self, cloud: &CloudEvent) -> Result<CloudEvent, SendError> {
         let mut headers = HeaderMap::new();
-        let body = write(&cloud, self.inner.mode, &mut headers).map_err(SendError::Encode)?;
+        let body = write(cloud, self.inner.mode, &mut headers).map_err(SendError::Encode)?;
         let (outcome, reply) = self.deliver(headers, body).await;
         outcome.into_result()?;
         let (headers, body) = reply.unwrap_or_default();
@@ -385,11 +393,75 @@ impl Sender {
             )));
         }
         match read(&headers, &body).map_err(SendError::Reply)? {
-            Received::One(reply) => reply.decode::<R>().map_err(SendError::Reply),
+            Received::One(reply) => Ok(reply),
             Received::Batch(_) => Err(SendError::Reply(CloudEventError::Malformed(
                 "a batch where one reply event was expected".into(),
             ))),
         }
+    }
+
+    /// Sends a command to the process whose [`Receiver`](super::Receiver) runs it
+    /// ([`Receiver::command`](super::Receiver::command)): a CloudEvent of type
+    /// [`C::NAME`](crate::cqrs::Command::NAME) with the command as JSON data. Acknowledged once the
+    /// remote handler succeeded.
+    ///
+    /// ```no_run
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::cloudevents::Sender;
+    /// #[command(name = "billing.charge")]
+    /// #[derive(serde::Serialize)]
+    /// struct Charge { cents: u64 }
+    ///
+    /// # async fn f(sender: Sender) -> Result<(), Box<dyn std::error::Error>> {
+    /// sender.send_command(&Charge { cents: 100 }).await.into_result()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_command<C>(&self, command: &C) -> Outcome
+    where
+        C: crate::cqrs::Command + Serialize,
+    {
+        match super::cqrs::message_event(C::NAME, &self.inner.source, command) {
+            Ok(cloud) => self.send_cloud(&TraceContext::stamp(cloud)).await,
+            Err(error) => Outcome::Undelivered(SendError::Encode(error)),
+        }
+    }
+
+    /// Asks a query of the process whose [`Receiver`](super::Receiver) answers it
+    /// ([`Receiver::query`](super::Receiver::query)) and returns the typed reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Sender::request): delivery failures, a refusal (with the remote error),
+    /// or a reply that is not a `Q::Reply`.
+    ///
+    /// ```no_run
+    /// # use event_bus::prelude::*;
+    /// # use event_bus::cloudevents::Sender;
+    /// #[query(name = "stock.level", reply = u64)]
+    /// #[derive(serde::Serialize)]
+    /// struct StockLevel { sku: String }
+    ///
+    /// # async fn f(sender: Sender) -> Result<(), Box<dyn std::error::Error>> {
+    /// let level: u64 = sender.ask(&StockLevel { sku: "tea".into() }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn ask<Q>(&self, query: &Q) -> Result<Q::Reply, SendError>
+    where
+        Q: crate::cqrs::Query + Serialize,
+        Q::Reply: DeserializeOwned,
+    {
+        let cloud = super::cqrs::message_event(Q::NAME, &self.inner.source, query)
+            .map(TraceContext::stamp)
+            .map_err(SendError::Encode)?;
+        let reply = self.exchange(&cloud).await?;
+        let expected = super::receiver::reply_type(Q::NAME);
+        if reply.event_type() != expected {
+            return Err(SendError::Reply(CloudEventError::Malformed(format!(
+                "expected a reply of type `{expected}`, got `{}`",
+                reply.event_type()
+            ))));
+        }
+        super::cqrs::decode_message(&reply, Q::NAME).map_err(SendError::Reply)
     }
 
     /// Registers a listener on `E`'s global registry that sends every triggered `E` (one line

@@ -173,3 +173,43 @@ table(
         for bench, label in DURABLE
     ],
 )
+
+
+def plain(group, bench, param=""):
+    path = ROOT / group / bench / str(param) / "new" / "estimates.json"
+    if not param:
+        path = ROOT / group / bench / "new" / "estimates.json"
+    try:
+        return json.loads(path.read_text())["mean"]["point_estimate"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+rows = []
+for events in ["10000", "10099"]:
+    full = plain("aggregate_load", "full_replay", events)
+    snap = plain("aggregate_load", "snapshot_every_100", events)
+    rows.append([
+        f"{int(events):,} events",
+        "n/a" if full is None else f"{full / 1e6:.2f} ms",
+        "n/a" if snap is None else f"{snap / 1e3:.0f} µs",
+        "n/a" if full is None or snap is None else f"{full / snap:.0f}x",
+    ])
+table("event store: loading one aggregate on SQLite (full replay vs snapshot every 100)",
+      ["stream", "full replay", "snapshot + tail", "speed-up"], rows)
+
+raw = plain("append", "raw_store_batch")
+rows = []
+for bench, label in [
+    ("raw_store_batch", "the same records straight to the store (one batch)"),
+    ("event_log_append", "**`EventLog::append_raw`** (head and stream checked)"),
+    ("repository_execute_new_stream", "`Repository::execute` (load, decide, append)"),
+]:
+    value = plain("append", bench)
+    rows.append([
+        label,
+        "n/a" if value is None else f"{value / 1e3:.1f} µs",
+        "n/a" if value is None or raw is None else f"{raw / value:.0%}",
+    ])
+table("event store: appending one event at a time on SQLite (throughput relative to raw)",
+      ["contender", "per event", "throughput vs raw"], rows)

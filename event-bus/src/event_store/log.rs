@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -138,6 +139,7 @@ pub(crate) struct Names {
     pub(crate) streams: String,
     pub(crate) log: String,
     pub(crate) head: String,
+    pub(crate) tails: String,
     pub(crate) outbox: String,
     pub(crate) snapshots: String,
 }
@@ -147,6 +149,8 @@ pub(crate) struct Inner {
     pub(crate) names: Names,
     /// Wakes this log's outbox publishers after an append.
     pub(crate) appended: Notify,
+    /// The head after this process's last append (0: unknown): saves a read per append.
+    pub(crate) head_hint: AtomicU64,
 }
 
 /// The event log: append-only **streams** (`{type}/{id}`, versions 1, 2, ...) and one **global
@@ -163,8 +167,8 @@ pub(crate) struct Inner {
 ///   a published event was always stored, and a stored event is always published (at least
 ///   once), even across a crash.
 ///
-/// Records live in the namespaces `es-streams`, `es-log`, `es-head`, `es-outbox` and
-/// `es-snapshots` (under a prefix with [`namespace`](EventLog::namespace)).
+/// Records live in the namespaces `es-streams`, `es-tails`, `es-log`, `es-head`, `es-outbox`
+/// and `es-snapshots` (under a prefix with [`namespace`](EventLog::namespace)).
 ///
 /// ```
 /// use event_bus::event_store::EventLog;
@@ -239,10 +243,12 @@ impl EventLog {
                     streams: format!("{prefix}es-streams"),
                     log: format!("{prefix}es-log"),
                     head: format!("{prefix}es-head"),
+                    tails: format!("{prefix}es-tails"),
                     outbox: format!("{prefix}es-outbox"),
                     snapshots: format!("{prefix}es-snapshots"),
                 },
                 appended: Notify::new(),
+                head_hint: AtomicU64::new(0),
             }),
         }
     }
@@ -351,14 +357,26 @@ impl EventLog {
         let names = &self.inner.names;
         let prefix = stream_prefix(stream_type, id);
         let count = payloads.len() as u64;
-        let mut pause = Duration::from_micros(100);
-        // The stream's current last event: it never changes once written.
-        let last = match expected {
-            0 => None,
-            version => Some(self.stored_version(&prefix, version).await?),
+        let stream = || format!("{stream_type}/{id}");
+        // The stream's tail record holds its version: the append expects `expected` there (or
+        // no record for a new stream), which refuses both a stale writer and a gap.
+        let tail = |batch: Batch| match expected {
+            0 => batch.expect_absent(&names.tails, prefix.clone()),
+            version => batch.expect(
+                &names.tails,
+                prefix.clone(),
+                version.to_string().into_bytes(),
+            ),
         };
+        let mut pause = Duration::from_micros(100);
+        // The head this process saw last: right in the common case, and checked by the batch.
+        let mut head = self.inner.head_hint.load(Ordering::Relaxed);
+        let mut fresh = false;
         for _ in 0..HEAD_RETRIES {
-            let (head, head_bytes) = self.read_head().await?;
+            if head == 0 && !fresh {
+                head = self.read_head().await?.0;
+                fresh = true;
+            }
             let now = now_millis();
             let recorded: Vec<RecordedEvent> = payloads
                 .iter()
@@ -374,9 +392,9 @@ impl EventLog {
                     recorded_ms: now,
                 })
                 .collect();
-            let mut batch = match head_bytes {
-                Some(bytes) => Batch::new().expect(&names.head, HEAD, bytes),
-                None => Batch::new().expect_absent(&names.head, HEAD),
+            let mut batch = match head {
+                0 => Batch::new().expect_absent(&names.head, HEAD),
+                head => Batch::new().expect(&names.head, HEAD, head.to_string().into_bytes()),
             };
             batch = batch.put(
                 &names.head,
@@ -384,15 +402,16 @@ impl EventLog {
                 (head + count).to_string().into_bytes(),
                 None,
             );
-            // The stream's next versions must be free, and the one before taken (unless new).
-            if let Some(last) = &last {
-                batch = batch.expect(&names.streams, version_key(&prefix, expected), last.clone());
-            }
+            batch = tail(batch).put(
+                &names.tails,
+                prefix.clone(),
+                (expected + count).to_string().into_bytes(),
+                None,
+            );
             for record in &recorded {
                 let bytes = record.encode();
                 let position = position_key(record.position);
                 batch = batch
-                    .expect_absent(&names.streams, version_key(&prefix, record.version))
                     .put(
                         &names.streams,
                         version_key(&prefix, record.version),
@@ -404,40 +423,36 @@ impl EventLog {
             }
             match self.store().apply(batch).await {
                 Ok(()) => {
+                    self.inner.head_hint.store(head + count, Ordering::Relaxed);
                     self.inner.appended.notify_waiters();
                     return Ok(recorded);
                 }
                 Err(error) if error.is_conflict() => {
-                    // Another writer took the head, or this stream's next version.
-                    let next = version_key(&prefix, expected + 1);
-                    if self.store().get(&names.streams, &next).await?.is_some() {
+                    // The stream moved (a conflict), or only the head did (another append).
+                    let found = self.store().get(&names.tails, &prefix).await?;
+                    let at = found
+                        .as_deref()
+                        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    if at != expected {
                         return Err(EventStoreError::Conflict {
-                            stream: format!("{stream_type}/{id}"),
+                            stream: stream(),
                             expected,
                         });
                     }
-                    tokio::time::sleep(pause.mul_f64(fastrand::f64() + 0.5)).await;
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    if fresh {
+                        // Lost a race for the head: back off a little.
+                        tokio::time::sleep(pause.mul_f64(fastrand::f64() + 0.5)).await;
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                    head = self.read_head().await?.0;
+                    fresh = true;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(EventStoreError::Contended {
-            stream: format!("{stream_type}/{id}"),
-        })
-    }
-
-    /// The stored bytes of version `version` of a stream (a precondition of the append after
-    /// it); a conflict if it is missing (the stream is not at that version).
-    async fn stored_version(&self, prefix: &str, version: u64) -> Result<Vec<u8>, EventStoreError> {
-        let key = version_key(prefix, version);
-        self.store()
-            .get(&self.inner.names.streams, &key)
-            .await?
-            .ok_or_else(|| EventStoreError::Conflict {
-                stream: prefix.trim_end_matches('/').to_owned(),
-                expected: version,
-            })
+        Err(EventStoreError::Contended { stream: stream() })
     }
 
     /// The events of stream `{stream_type}/{id}` after version `after` (0: all), in order.

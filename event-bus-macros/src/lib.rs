@@ -9,6 +9,7 @@
 
 mod event;
 mod handled;
+mod handler;
 mod joined;
 mod listener;
 
@@ -36,6 +37,12 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn query(args: TokenStream, item: TokenStream) -> TokenStream {
     handled::expand(handled::Kind::Query, args.into(), item.into()).into()
+}
+
+/// (Implemented in `event-bus-macros`; use it through `event_bus::handler`.)
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(args.into(), item.into()).into()
 }
 
 /// (Implemented in `event-bus-macros`; use it through `event_bus::pipeline::Joined`.)

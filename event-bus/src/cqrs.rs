@@ -40,8 +40,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::listener::ListenerOutput;
@@ -55,6 +57,8 @@ type HandlerFn<M, R> = dyn Fn(M) -> Answer<R> + Send + Sync;
 #[doc(hidden)]
 pub struct HandlerSlot<M, R> {
     handler: RwLock<Option<Arc<HandlerFn<M, R>>>>,
+    /// Set when two `#[handler]` functions claimed this type: every send is refused then.
+    conflict: AtomicBool,
 }
 
 impl<M, R> HandlerSlot<M, R> {
@@ -62,6 +66,7 @@ impl<M, R> HandlerSlot<M, R> {
     pub const fn new() -> Self {
         HandlerSlot {
             handler: RwLock::new(None),
+            conflict: AtomicBool::new(false),
         }
     }
 
@@ -206,6 +211,8 @@ fn register<M: Send + 'static, R: Send + 'static>(
     slot: &'static HandlerSlot<M, R>,
     handler: Arc<HandlerFn<M, R>>,
 ) -> Result<Registration, CqrsError> {
+    // `#[handler]` functions first: a handler registered by hand then conflicts with one.
+    crate::static_listeners::ensure_installed();
     if !slot.install(Arc::clone(&handler)) {
         return Err(CqrsError::DuplicateHandler { name });
     }
@@ -220,6 +227,10 @@ async fn dispatch<M: Send + 'static, R: Send + 'static>(
     slot: &'static HandlerSlot<M, R>,
     message: M,
 ) -> Result<R, CqrsError> {
+    crate::static_listeners::ensure_installed();
+    if slot.conflict.load(Ordering::Relaxed) {
+        return Err(CqrsError::DuplicateHandler { name });
+    }
     let Some(handler) = slot.current() else {
         return Err(CqrsError::NoHandler { name });
     };
@@ -386,4 +397,87 @@ pub trait Query: Sized + Send + 'static {
     fn ask(self) -> impl Future<Output = Result<Self::Reply, CqrsError>> + Send {
         dispatch(Self::NAME, Self::__handler(), self)
     }
+}
+
+/// What `#[handler]` can register a function for: a command or a query (the marker `M` tells
+/// which, and is inferred). Not part of the public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command or query that this function can handle",
+    label = "a #[handler] takes a #[command] or #[query] type by value",
+    note = "put #[command] or #[query(reply = T)] on `{Self}`; a command handler returns `()` or \
+            `Result<(), E>`, a query handler `Result<Reply, E>`"
+)]
+pub trait HandlerTarget<F, M>: Sized {
+    fn install(name: &'static str, handler: F);
+}
+
+/// Marks a command handler returning `Fut`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CommandHandler<Fut>(PhantomData<Fut>);
+
+/// Marks a query handler returning `Fut`, whose error is `E`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct QueryHandler<Fut, E>(PhantomData<(Fut, E)>);
+
+impl<C, F, Fut> HandlerTarget<F, CommandHandler<Fut>> for C
+where
+    C: Command,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: ListenerOutput,
+{
+    fn install(name: &'static str, handler: F) {
+        let handler: Arc<HandlerFn<C, ()>> = Arc::new(move |command| {
+            let future = handler(command);
+            Box::pin(async move { future.await.into_result() })
+        });
+        install_static(C::NAME, name, C::__handler(), handler);
+    }
+}
+
+impl<Q, F, Fut, E> HandlerTarget<F, QueryHandler<Fut, E>> for Q
+where
+    Q: Query,
+    F: Fn(Q) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Q::Reply, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    fn install(name: &'static str, handler: F) {
+        let handler: Arc<HandlerFn<Q, Q::Reply>> = Arc::new(move |query| {
+            let future = handler(query);
+            Box::pin(async move { future.await.map_err(Into::into) })
+        });
+        install_static(Q::NAME, name, Q::__handler(), handler);
+    }
+}
+
+/// Installs a `#[handler]` function; a second one for the same type marks the type conflicted
+/// (every send or ask then fails with [`CqrsError::DuplicateHandler`]), since nothing can be
+/// returned to the registration.
+fn install_static<M, R>(
+    message: &'static str,
+    function: &'static str,
+    slot: &'static HandlerSlot<M, R>,
+    handler: Arc<HandlerFn<M, R>>,
+) {
+    if !slot.install(handler) {
+        slot.conflict.store(true, Ordering::Relaxed);
+        tracing::error!(
+            message,
+            handler = function,
+            "a second handler for `{message}`: commands and queries have exactly one"
+        );
+    }
+}
+
+/// Registers a `#[handler]` function (called by the code the attribute generates).
+#[doc(hidden)]
+pub fn install_handler<T, F, M>(name: &'static str, handler: F)
+where
+    T: HandlerTarget<F, M>,
+{
+    T::install(name, handler);
 }

@@ -248,6 +248,34 @@ pub use event_bus_macros::command;
 /// ```
 pub use event_bus_macros::query;
 
+/// Registers a free `async fn` as the one handler of its argument's `#[command]` or `#[query]`
+/// type, before the first `send` or `ask`, from any module or crate of the program (collected at
+/// link time, like `#[listener]`). A command handler returns `()` or `Result<(), E>`; a query
+/// handler returns `Result<Reply, E>`. Two handlers for one type make every `send` / `ask` of it
+/// fail with [`cqrs::CqrsError::DuplicateHandler`] (and log an error at start-up).
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[command]
+/// struct Refund {
+///     cents: u64,
+/// }
+///
+/// #[handler]
+/// async fn refund(command: Refund) -> Result<(), std::io::Error> {
+///     println!("refunding {} cents", command.cents);
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), event_bus::cqrs::CqrsError> {
+/// Refund { cents: 250 }.send().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub use event_bus_macros::handler;
+
 /// The items most programs need: `use event_bus::prelude::*;`.
 ///
 /// ```
@@ -263,7 +291,7 @@ pub mod prelude {
     pub use crate::cqrs::{Command, Query};
     pub use crate::{
         AsyncListener, BoxError, Dispatch, Event, FailureCause, Listener, Registry, Report,
-        Subscription, SubscriptionGuard, command, event, listener, query,
+        Subscription, SubscriptionGuard, command, event, handler, listener, query,
     };
 }
 
@@ -275,7 +303,7 @@ pub struct ReadmeDoctests;
 /// Items the macros' generated code names. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::cqrs::HandlerSlot;
+    pub use crate::cqrs::{HandlerSlot, install_handler};
     pub use crate::registry::thread_cache::ThreadCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;

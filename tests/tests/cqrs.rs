@@ -225,3 +225,51 @@ async fn commands_and_queries_cross_processes_over_cloudevents() {
     );
     server.abort();
 }
+
+/// `#[handler]` functions in another module, registered before the first send or ask.
+mod handlers {
+    use super::*;
+
+    pub static SHIPPED: AtomicU64 = AtomicU64::new(0);
+
+    #[command]
+    pub struct Ship(pub u64);
+
+    #[query(reply = u64)]
+    pub struct Shipped;
+
+    #[handler]
+    async fn ship(Ship(count): Ship) -> Result<(), std::io::Error> {
+        SHIPPED.fetch_add(count, Ordering::SeqCst);
+        Ok(())
+    }
+
+    #[handler]
+    async fn shipped(_: Shipped) -> Result<u64, std::io::Error> {
+        Ok(SHIPPED.load(Ordering::SeqCst))
+    }
+
+    #[command]
+    pub struct Twice;
+
+    #[handler]
+    async fn first(_: Twice) {}
+
+    #[handler]
+    async fn second(_: Twice) {}
+}
+
+#[tokio::test]
+async fn handler_functions_register_themselves_and_two_for_one_type_are_refused() {
+    handlers::Ship(3).send().await.unwrap();
+    handlers::Ship(4).send().await.unwrap();
+    assert_eq!(handlers::Shipped.ask().await.unwrap(), 7);
+    assert!(matches!(
+        handlers::Ship::handle_with(|_: handlers::Ship| async {}),
+        Err(CqrsError::DuplicateHandler { .. })
+    ));
+    assert!(matches!(
+        handlers::Twice.send().await,
+        Err(CqrsError::DuplicateHandler { name: "Twice" })
+    ));
+}

@@ -36,7 +36,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ::metrics::{counter, gauge, histogram};
+#[cfg(feature = "pipeline")]
+use ::metrics::gauge;
+use ::metrics::{counter, histogram};
 
 use crate::report::FailureCause;
 

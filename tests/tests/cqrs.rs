@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use event_bus::cqrs::{Command, CqrsError, Query};
 use event_bus::prelude::*;
@@ -212,16 +213,26 @@ async fn commands_and_queries_cross_processes_over_cloudevents() {
         .await
         .unwrap();
     assert_eq!(nobody, None);
+    let before = CHARGED.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
     let refused = sender.send_command(&Charge { cents: 5_000 }).await;
     assert!(!refused.is_ack());
+    let shown = format!("{refused:?}");
     assert!(
-        format!("{refused:?}").contains("over the limit"),
-        "{refused:?}"
+        shown.contains("over the limit") && shown.contains("422"),
+        "{shown}"
     );
+    assert_eq!(CHARGED.load(Ordering::SeqCst), before);
     let unanswered = sender.ask(&RemoteUnanswered).await;
     assert!(
-        matches!(&unanswered, Err(SendError::Nack { .. })),
+        matches!(&unanswered, Err(SendError::Nack { status, .. }) if status.as_u16() == 501),
         "{unanswered:?}"
+    );
+    // Neither a refusal nor a missing handler is retried (the sender's backoff starts at 100 ms).
+    assert!(
+        started.elapsed() < Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
     );
     server.abort();
 }

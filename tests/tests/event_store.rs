@@ -618,3 +618,164 @@ async fn events_appended_at_version_1_are_read_as_version_2_through_the_upcaster
         ["Lovelace, Ada", "Turing, Alan"]
     );
 }
+
+// Regressions from a fault hunt.
+
+/// After an interrupted rebuild, projectors racing to finish its clearing apply each event once:
+/// a clear that another projector already finished stops instead of resetting the position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_projectors_after_an_interrupted_rebuild_apply_each_event_once() {
+    use event_bus::event_store::Projector;
+    use event_bus_tests::bank::Balances;
+    for trial in 0..10 {
+        let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+        let store: Arc<dyn Store> = faulty.clone();
+        let repository = accounts(Arc::clone(&store));
+        for n in 1..=10 {
+            repository.execute("x", Command::Deposit(n)).await.unwrap();
+        }
+        let projector = Projector::new(repository.log(), Balances::default());
+        assert_eq!(projector.catch_up().await.unwrap(), 10);
+        // A rebuild whose clearing fails: the position record says "clearing".
+        let scans = faulty.calls(Operation::Scan);
+        faulty.inject(Operation::Scan, scans + 1, Fault::Fail);
+        assert!(projector.rebuild().await.is_err(), "trial {trial}");
+        // The first clearing write after it is delayed: whoever makes it finishes last.
+        let applies = faulty.calls(Operation::Apply);
+        faulty.inject(
+            Operation::Apply,
+            applies + 1,
+            Fault::Delay(Duration::from_millis(30)),
+        );
+        faulty.slow_down(Duration::from_micros(100));
+        let mut racing = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let projector = projector.clone();
+            racing.spawn(async move { projector.catch_up().await.unwrap() });
+        }
+        while racing.join_next().await.is_some() {}
+        faulty.heal();
+        let applied = store
+            .get("balances-meta", "applied")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            applied, b"10",
+            "trial {trial}: each event once after the rebuild"
+        );
+        assert_eq!(
+            balances(&store).await,
+            [("x".to_owned(), 55)],
+            "trial {trial}"
+        );
+        assert_eq!(projector.position().await.unwrap(), 10);
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_run_stops_at_a_failed_entry_to_keep_log_order() {
+    let _turn = LISTENING.lock().await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let _listener = AccountEvent::register(move |event: &AccountEvent| {
+        if let AccountEvent::Deposited { cents } = event {
+            sink.lock().unwrap().push(*cents);
+        }
+    })
+    .guard();
+    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let log = EventLog::new(Arc::clone(&store));
+    let repository = Repository::<Account>::new(log.clone());
+    for cents in 1..=3 {
+        repository
+            .execute("ordered", Command::Deposit(cents))
+            .await
+            .unwrap();
+    }
+    let outbox = Outbox::new(&log).route::<AccountEvent>();
+    let claims = store.calls(Operation::CompareAndSwap);
+    store.inject(Operation::CompareAndSwap, claims + 1, Fault::Fail); // the first entry's claim
+    let first = outbox.publish_pending().await.unwrap();
+    assert_eq!((first.published, first.failed), (0, 1));
+    assert_eq!(outbox.publish_pending().await.unwrap().published, 3);
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+}
+
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Gauge {
+    value: f64,
+}
+
+#[event(name = "test.gauge.moved")]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Moved(f64);
+
+impl event_bus::event_store::Aggregate for Gauge {
+    const TYPE: &'static str = "gauge";
+    type Command = f64;
+    type Event = Moved;
+    type Error = std::convert::Infallible;
+
+    fn handle(&self, x: f64) -> Result<Vec<Moved>, Self::Error> {
+        Ok(vec![Moved(x)])
+    }
+
+    fn apply(&mut self, event: &Moved) {
+        self.value = self.value * 1.1 + event.0;
+    }
+}
+
+/// Floating-point state survives a snapshot bit for bit: loading equals replaying.
+#[tokio::test]
+async fn a_snapshot_of_floating_point_state_equals_the_replay() {
+    let gauges =
+        Repository::<Gauge>::new(EventLog::new(Arc::new(MemoryStore::new()))).snapshot_every(2);
+    for x in [1.384_226_950_341_025_4e72, 0.0, 0.1, 1e-300, 3.3] {
+        gauges.execute("g", x).await.unwrap();
+    }
+    assert_eq!(
+        gauges.load("g").await.unwrap(),
+        gauges.replay("g").await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn logs_under_different_prefixes_keep_their_own_projection_positions() {
+    use event_bus::event_store::Projector;
+    use event_bus_tests::bank::Balances;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let first = EventLog::new(Arc::clone(&store)).namespace("es-streams.");
+    let second = EventLog::new(Arc::clone(&store)).namespace("es-projections.");
+    Repository::<Account>::new(first.clone())
+        .execute("a", Command::Deposit(1))
+        .await
+        .unwrap();
+    Repository::<Account>::new(second.clone())
+        .execute("a", Command::Deposit(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        Projector::new(&first, Balances::default())
+            .catch_up()
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        Projector::new(&second, Balances::default())
+            .catch_up()
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_impossible_expected_version_is_a_conflict_not_a_panic() {
+    let log = EventLog::new(Arc::new(MemoryStore::new()));
+    let appended = log
+        .append_raw("a", "1", u64::MAX, "e", vec![serde_json::json!(1)])
+        .await;
+    assert!(matches!(appended, Err(EventStoreError::Conflict { .. })));
+}

@@ -326,7 +326,8 @@ impl Receiver {
 
     /// Runs commands of type `C` sent as CloudEvents (type [`C::NAME`](crate::cqrs::Command::NAME),
     /// JSON data; see [`Sender::send_command`](super::Sender::send_command)) through their local
-    /// handler: 200 once it succeeded, 500 with its error, 501 if this process has no handler.
+    /// handler: 200 once it succeeded, 422 with its error (or panic; not retried by the sender:
+    /// a command runs once), 501 if this process has no handler.
     ///
     /// ```
     /// use event_bus::cloudevents::Receiver;
@@ -364,7 +365,7 @@ impl Receiver {
 
     /// Answers queries of type `Q` sent as CloudEvents (see
     /// [`Sender::ask`](super::Sender::ask)) with their local handler's reply, sent back as a
-    /// CloudEvent of type `{Q::NAME}.reply` with JSON data; 500 with the handler's error, 501
+    /// CloudEvent of type `{Q::NAME}.reply` with JSON data; 422 with the handler's error, 501
     /// if this process has no handler.
     ///
     /// ```
@@ -698,11 +699,14 @@ fn decode_message<M: DeserializeOwned>(
     super::cqrs::decode_message(cloud, name).map_err(rejected)
 }
 
-/// A command's or query's failure, as the sender sees it.
+/// A command's or query's failure, as the sender sees it: 422 when the handler ran and failed or
+/// panicked (a command is not idempotent in general: the sender must not run it again by
+/// itself), 501 without a handler. Neither is retried by [`Sender`](super::Sender).
 fn cqrs_failed(error: crate::cqrs::CqrsError) -> (StatusCode, String) {
     let status = match error {
-        crate::cqrs::CqrsError::NoHandler { .. } => StatusCode::NOT_IMPLEMENTED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        crate::cqrs::CqrsError::NoHandler { .. }
+        | crate::cqrs::CqrsError::DuplicateHandler { .. } => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     (status, error.to_string())
 }

@@ -139,14 +139,17 @@ impl SendError {
 
 /// Statuses worth sending again: 404, 408, 409, 425, 429 and every 5xx (the Knative rules).
 fn retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 404 | 408 | 409 | 425 | 429) || status.is_server_error()
+    // 501: the receiver does not implement this (no route or no handler); asking again cannot
+    // change that.
+    matches!(status.as_u16(), 404 | 408 | 409 | 425 | 429)
+        || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
 /// Sends CloudEvents to one receiver URL over a pooled HTTP/1.1 client (keep-alive).
 ///
 /// Each call retries with exponential backoff and full jitter (5 attempts from 100 ms up to 5 s
-/// by default) when the event was not delivered or the answer is 404, 408, 409, 425, 429 or 5xx,
-/// waiting at least what a `Retry-After` header says; it never retries another 4xx. Binary mode
+/// by default) when the event was not delivered or the answer is 404, 408, 409, 425, 429 or 5xx
+/// (but 501), waiting at least what a `Retry-After` header says; it never retries another 4xx. Binary mode
 /// by default. Cheap to clone (one shared pool).
 ///
 /// ```no_run

@@ -142,6 +142,7 @@ pub(crate) struct Names {
     pub(crate) tails: String,
     pub(crate) outbox: String,
     pub(crate) snapshots: String,
+    pub(crate) projections: String,
 }
 
 pub(crate) struct Inner {
@@ -167,8 +168,8 @@ pub(crate) struct Inner {
 ///   a published event was always stored, and a stored event is always published (at least
 ///   once), even across a crash.
 ///
-/// Records live in the namespaces `es-streams`, `es-tails`, `es-log`, `es-head`, `es-outbox`
-/// and `es-snapshots` (under a prefix with [`namespace`](EventLog::namespace)).
+/// Records live in the namespaces `es-streams`, `es-tails`, `es-log`, `es-head`, `es-outbox`,
+/// `es-snapshots` and `es-projections` (under a prefix with [`namespace`](EventLog::namespace)).
 ///
 /// ```
 /// use event_bus::event_store::EventLog;
@@ -246,6 +247,7 @@ impl EventLog {
                     tails: format!("{prefix}es-tails"),
                     outbox: format!("{prefix}es-outbox"),
                     snapshots: format!("{prefix}es-snapshots"),
+                    projections: format!("{prefix}es-projections"),
                 },
                 appended: Notify::new(),
                 head_hint: AtomicU64::new(0),
@@ -354,9 +356,15 @@ impl EventLog {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
+        let count = payloads.len() as u64;
+        if expected.checked_add(count).is_none() {
+            return Err(EventStoreError::Conflict {
+                stream: format!("{stream_type}/{id}"),
+                expected,
+            });
+        }
         let names = &self.inner.names;
         let prefix = stream_prefix(stream_type, id);
-        let count = payloads.len() as u64;
         let stream = || format!("{stream_type}/{id}");
         // The stream's tail record holds its version: the append expects `expected` there (or
         // no record for a new stream), which refuses both a stale writer and a gap.

@@ -36,7 +36,8 @@ pub struct Published {
     pub unrouted: usize,
     /// Entries another publisher is publishing right now.
     pub busy: usize,
-    /// Entries that failed (an unreadable event, a store error); they stay for the next run.
+    /// Entries that failed (an unreadable event, a store error); they stay for the next run, and
+    /// the run stops at the first one (to keep log order).
     pub failed: usize,
 }
 
@@ -49,7 +50,8 @@ pub struct Published {
 ///
 /// Entries are claimed like inbox messages (a lease, renewed while listeners run), so several
 /// publishers (threads or processes) never publish one entry at once. One publisher publishes in
-/// log order.
+/// log order: a run stops at an entry that fails (the next run starts there again). Entries
+/// without a route here, or in another publisher's hands, are passed over.
 ///
 /// ```
 /// use event_bus::event_store::{EventLog, Outbox};
@@ -192,8 +194,10 @@ impl Outbox {
                     Ok(Outcome::Unrouted) => done.unrouted += 1,
                     Ok(Outcome::Busy) => done.busy += 1,
                     Err(error) => {
+                        // Stop here: publishing the later events first would break log order.
                         tracing::warn!(%position, %error, "could not publish an event from the outbox");
                         done.failed += 1;
+                        return Ok(done);
                     }
                 }
             }

@@ -165,11 +165,14 @@ impl Staged<'_> {
 }
 
 /// Where a projection is: the last position applied, and whether a rebuild is clearing it.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Tracking {
     position: u64,
     #[serde(default)]
     clearing: bool,
+    /// The rebuild that is clearing (unique), so that a stale clear cannot act after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rebuild: Option<String>,
 }
 
 /// Runs a [`Projection`] over an [`EventLog`]: catches up from its stored position, then follows
@@ -264,11 +267,7 @@ impl<P: Projection> Projector<P> {
     /// # }
     /// ```
     pub fn new(log: &EventLog, projection: P) -> Self {
-        let namespace = log
-            .inner
-            .names
-            .streams
-            .replace("es-streams", "es-projections");
+        let namespace = log.inner.names.projections.clone();
         Projector {
             log: log.clone(),
             projection: Arc::new(projection),
@@ -367,8 +366,14 @@ impl<P: Projection> Projector<P> {
         loop {
             let (mut tracking, mut current) = self.tracking().await?;
             if tracking.clearing {
-                self.clear().await?;
+                // A rebuild was interrupted: finish its clearing (unless another projector does).
+                if let Some(marker) = &current {
+                    self.clear(marker).await?;
+                }
                 (tracking, current) = self.tracking().await?;
+                if tracking.clearing {
+                    continue;
+                }
             }
             let page = self.log.read_all(tracking.position, PAGE).await?;
             if page.is_empty() {
@@ -393,7 +398,7 @@ impl<P: Projection> Projector<P> {
                 }
                 let next = Tracking {
                     position: recorded.position,
-                    clearing: false,
+                    ..Tracking::default()
                 };
                 let next_bytes = serde_json::to_vec(&next).unwrap_or_default();
                 let guard = match &current {
@@ -460,35 +465,50 @@ impl<P: Projection> Projector<P> {
         let marker = Tracking {
             position: 0,
             clearing: true,
+            rebuild: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
-        let bytes = serde_json::to_vec(&marker).unwrap_or_default();
+        let marker = serde_json::to_vec(&marker).unwrap_or_default();
         self.log
             .store()
-            .put(&self.namespace, P::NAME, bytes, None)
+            .put(&self.namespace, P::NAME, marker.clone(), None)
             .await?;
-        self.clear().await?;
+        self.clear(&marker).await?;
         self.catch_up().await
     }
 
-    /// Deletes the read model's records, then marks the position 0 and done clearing.
-    async fn clear(&self) -> Result<(), EventStoreError> {
+    /// Deletes the read model's records, then marks the position 0 and done clearing. Every
+    /// write expects the clearing `marker` in the position record: once another projector
+    /// finished this clearing (and may be applying events again), or another rebuild started,
+    /// this one stops instead of deleting their writes or resetting their position.
+    async fn clear(&self, marker: &[u8]) -> Result<(), EventStoreError> {
         let store = self.log.store();
+        let fence = || Batch::new().expect(&self.namespace, P::NAME, marker.to_vec());
         for namespace in self.projection.namespaces() {
             loop {
                 let page = store.scan_after(&namespace, "", "", PAGE).await?;
                 if page.is_empty() {
                     break;
                 }
-                let mut batch = Batch::new();
+                let mut batch = fence();
                 for (key, _) in page {
                     batch = batch.delete(namespace.as_str(), key);
                 }
-                store.apply(batch).await?;
+                match store.apply(batch).await {
+                    Ok(()) => {}
+                    Err(error) if error.is_conflict() => return Ok(()),
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
         let done = serde_json::to_vec(&Tracking::default()).unwrap_or_default();
-        store.put(&self.namespace, P::NAME, done, None).await?;
-        Ok(())
+        match store
+            .apply(fence().put(&self.namespace, P::NAME, done, None))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_conflict() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Catches up, then follows the log in the background: at once after each append through

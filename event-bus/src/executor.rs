@@ -75,6 +75,8 @@ mod run;
 
 pub use bus::{DurableBus, Published};
 pub use error::ExecutorError;
+#[doc(hidden)]
+pub use listener::install_durable;
 pub use listener::{
     Backoff, DEFAULT_MAX_ERRORS, DEFAULT_PRIORITY, DEFAULT_TIMEOUT, DurableListener,
     DurableListenerBuilder,

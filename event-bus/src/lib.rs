@@ -179,6 +179,27 @@ pub use event_bus_macros::event;
 /// `impl` block, the attribute is a compile error that shows the startup registration to use
 /// instead (`MyEvent::register(Type::function)`).
 ///
+/// With `durable` (feature `pipeline`), an `async fn` taking the event **by value** becomes a
+/// durable listener ([`executor`]), as `MyEvent::durable(name, function)` would make it; options
+/// `name = "…"` (give one: it is stored with each request, so it must not change with a refactor),
+/// `priority = <u8>` and `max_errors = <u32>`.
+///
+/// ```
+/// use event_bus::prelude::*;
+///
+/// #[event]
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Registered {
+///     email: String,
+/// }
+///
+/// #[listener(durable, name = "send-welcome-mail", max_errors = 5, priority = 50)]
+/// async fn send_welcome_mail(event: Registered) -> Result<(), std::io::Error> {
+///     println!("welcome, {}", event.email);
+///     Ok(())
+/// }
+/// ```
+///
 /// ```
 /// use event_bus::prelude::*;
 /// use std::sync::Arc;
@@ -304,6 +325,8 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cqrs::{HandlerSlot, install_handler};
+    #[cfg(feature = "pipeline")]
+    pub use crate::executor::install_durable;
     pub use crate::registry::thread_cache::ThreadCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;

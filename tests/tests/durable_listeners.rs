@@ -940,3 +940,40 @@ async fn a_dead_request_written_despite_an_error_is_reported_once() {
     let reports = reported("landed-dead");
     assert_eq!(reports.len(), 1, "{reports:?}");
 }
+
+#[event]
+#[derive(Serialize, Deserialize)]
+struct Attributed(u32);
+
+static ATTRIBUTED: AtomicU32 = AtomicU32::new(0);
+
+/// A durable listener declared with the attribute, from any module.
+#[listener(durable, name = "attributed-mail", max_errors = 2, priority = 70)]
+async fn attributed_mail(event: Attributed) -> Result<(), String> {
+    if event.0 == 0 {
+        return Err("nothing to send".into());
+    }
+    ATTRIBUTED.fetch_add(event.0, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_durable_listener_declared_with_the_attribute_is_registered_with_its_options() {
+    let bus = DurableBus::new(memory());
+    assert_eq!(Attributed(3).publish(&bus).await.unwrap().requests(), 1);
+    let requests = bus.requests().await.unwrap();
+    assert_eq!(requests[0].listener(), "attributed-mail");
+    assert!(
+        requests[0].key().starts_with("185/"),
+        "priority 70: {}",
+        requests[0].key()
+    );
+    assert_eq!(bus.executor().run_once().await.unwrap().succeeded, 1);
+    assert_eq!(ATTRIBUTED.load(Ordering::SeqCst), 3);
+    Attributed(0).publish(&bus).await.unwrap();
+    let executor = bus.executor();
+    assert_eq!(executor.run_once().await.unwrap().retried, 1);
+    // The default backoff waits a second or so before the second attempt.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(executor.run_once().await.unwrap().dead, 1, "max_errors = 2");
+}

@@ -17,13 +17,15 @@ pub(crate) struct Input {
 pub(crate) enum PassedBy {
     Ref,
     Arc,
+    /// By value: a durable listener (each run decodes its own copy of the stored event).
+    Value,
 }
 
 const SHAPE: &str = "a #[listener] takes exactly one argument, the event payload: \
                      `fn on_event(event: &MyEvent)` or `async fn on_event(event: Arc<MyEvent>)`";
 
 impl Input {
-    pub(crate) fn parse(item: TokenStream) -> syn::Result<Self> {
+    pub(crate) fn parse(item: TokenStream, durable: bool) -> syn::Result<Self> {
         let item: Item = syn::parse2(item)?;
         let Item::Fn(function) = item else {
             return Err(syn::Error::new(
@@ -66,6 +68,28 @@ impl Input {
             FnArg::Typed(pat) => &*pat.ty,
         };
         let is_async = sig.asyncness.is_some();
+        if durable {
+            if !is_async {
+                return Err(syn::Error::new(
+                    sig.fn_token.span,
+                    "a durable #[listener] is an `async fn` taking the event by value: \
+                     `async fn send_mail(event: MyEvent) -> Result<(), Error>`",
+                ));
+            }
+            if let Type::Reference(reference) = ty {
+                return Err(syn::Error::new(
+                    reference.span(),
+                    "a durable #[listener] takes the event by value (each run decodes its own \
+                     copy of the stored event): write `event: MyEvent`",
+                ));
+            }
+            return Ok(Input {
+                ident: sig.ident.clone(),
+                is_async,
+                payload: ty.clone(),
+                by: PassedBy::Value,
+            });
+        }
         let (payload, by) = payload_of(ty, is_async)?;
         Ok(Input {
             ident: sig.ident.clone(),

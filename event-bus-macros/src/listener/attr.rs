@@ -9,9 +9,14 @@ use syn::{Expr, LitStr};
 pub(crate) struct Options {
     pub(crate) priority: Option<Expr>,
     pub(crate) name: Option<LitStr>,
+    /// `durable`: a durable listener (requests stored by `publish`, run by an executor).
+    pub(crate) durable: Option<syn::Path>,
+    /// `max_errors = N` (durable listeners only).
+    pub(crate) max_errors: Option<Expr>,
 }
 
-const VALID: &str = "valid options are `priority = <i32>` and `name = \"...\"`";
+const VALID: &str = "valid options are `priority = <i32>`, `name = \"...\"`, and for a durable \
+                     listener `durable` and `max_errors = <u32>`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     let mut options = Options::default();
@@ -35,6 +40,18 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
             }
             options.name = Some(name);
             Ok(())
+        } else if meta.path.is_ident("durable") {
+            if options.durable.is_some() {
+                return Err(meta.error("duplicate #[listener] option `durable`; give it once"));
+            }
+            options.durable = Some(meta.path.clone());
+            Ok(())
+        } else if meta.path.is_ident("max_errors") {
+            if options.max_errors.is_some() {
+                return Err(meta.error("duplicate #[listener] option `max_errors`; give it once"));
+            }
+            options.max_errors = Some(meta.value()?.parse()?);
+            Ok(())
         } else {
             let unknown = meta
                 .path
@@ -44,5 +61,12 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
         }
     });
     parser.parse2(args)?;
+    if let (None, Some(max_errors)) = (&options.durable, &options.max_errors) {
+        return Err(syn::Error::new_spanned(
+            max_errors,
+            "`max_errors` is an option of durable listeners: add `durable`, \
+             e.g. `#[listener(durable, max_errors = 5)]`",
+        ));
+    }
     Ok(options)
 }

@@ -23,6 +23,9 @@ pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
         }
         None => quote!(0),
     };
+    if options.durable.is_some() {
+        return register_durable(input, options, name);
+    }
     // Spanned at the payload type: "`X` is not an event" points at the argument's type.
     let install = match (input.is_async, &input.by) {
         (false, _) => quote_spanned! {payload.span()=>
@@ -31,13 +34,43 @@ pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
         (true, PassedBy::Arc) => quote_spanned! {payload.span()=>
             ::event_bus::__private::install_async::<#payload, _, _>(#name, #priority, #ident)
         },
-        (true, PassedBy::Ref) => quote_spanned! {payload.span()=>
+        (true, PassedBy::Ref | PassedBy::Value) => quote_spanned! {payload.span()=>
             ::event_bus::__private::install_async::<#payload, _, _>(
                 #name,
                 #priority,
                 |event: ::std::sync::Arc<#payload>| async move { #ident(&*event).await },
             )
         },
+    };
+    quote! {
+        const _: () = {
+            ::event_bus::__private::inventory::submit! {
+                ::event_bus::__private::StaticListener::new(|| { #install; })
+            }
+        };
+    }
+}
+
+/// A durable `#[listener]`: installed as `E::durable(name, f)` with its options.
+fn register_durable(input: &Input, options: &Options, name: TokenStream) -> TokenStream {
+    let ident = &input.ident;
+    let payload = &input.payload;
+    let priority = match &options.priority {
+        Some(priority) => quote_spanned!(priority.span()=> ::core::option::Option::Some({
+            const PRIORITY: u8 = #priority;
+            PRIORITY
+        })),
+        None => quote!(::core::option::Option::None),
+    };
+    let max_errors = match &options.max_errors {
+        Some(max) => quote_spanned!(max.span()=> ::core::option::Option::Some({
+            const MAX_ERRORS: u32 = #max;
+            MAX_ERRORS
+        })),
+        None => quote!(::core::option::Option::None),
+    };
+    let install = quote_spanned! {payload.span()=>
+        ::event_bus::__private::install_durable::<#payload, _, _>(#name, #priority, #max_errors, #ident)
     };
     quote! {
         const _: () = {

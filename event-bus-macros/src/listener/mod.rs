@@ -10,7 +10,7 @@ use proc_macro2::TokenStream;
 /// Expands `#[listener(args)] fn …`. On error the function is emitted unchanged next to the errors.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let expanded = attr::parse(args).and_then(|options| {
-        let input = ast::Input::parse(item.clone())?;
+        let input = ast::Input::parse(item.clone(), options.durable.is_some())?;
         if let Some(block) = context::enclosing_impl(&input.ident) {
             return Err(inside_impl(&input, &block));
         }
@@ -36,6 +36,9 @@ fn inside_impl(input: &ast::Input, block: &context::EnclosingImpl) -> syn::Error
         (true, ast::PassedBy::Ref) => format!(
             "{payload}::register_async(|event| async move {{ {ty}::{function}(&event).await }})"
         ),
+        (true, ast::PassedBy::Value) => {
+            format!("{payload}::durable(\"{function}\", {ty}::{function}).register()")
+        }
     };
     syn::Error::new(
         function.span(),

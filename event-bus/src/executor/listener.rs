@@ -196,13 +196,15 @@ struct Table {
 
 static TABLE: LazyLock<RwLock<Table>> = LazyLock::new(RwLock::default);
 
-/// The durable listener registered under `name`.
+/// The durable listener registered under `name` (`#[listener(durable)]` functions included).
 pub(crate) fn find(name: &str) -> Option<Arc<Registered>> {
+    crate::static_listeners::ensure_installed();
     TABLE.read().by_name.get(name).cloned()
 }
 
-/// The durable listeners of `E`.
+/// The durable listeners of `E` (`#[listener(durable)]` functions included).
 pub(crate) fn of<E: 'static>() -> Vec<Arc<Registered>> {
+    crate::static_listeners::ensure_installed();
     TABLE
         .read()
         .by_event
@@ -483,5 +485,31 @@ impl DurableListener {
             listeners.retain(|listener| !Arc::ptr_eq(listener, &self.registered));
         }
         true
+    }
+}
+
+/// Registers a `#[listener(durable)]` function (called by the code the attribute generates). A
+/// registration error (a name taken twice) is logged: nothing can return it.
+#[doc(hidden)]
+pub fn install_durable<E, F, Fut>(
+    name: &'static str,
+    priority: Option<u8>,
+    max_errors: Option<u32>,
+    handler: F,
+) where
+    E: Event + Serialize + DeserializeOwned,
+    F: Fn(E) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: ListenerOutput,
+{
+    let mut builder = DurableListenerBuilder::<E, F>::new(name.to_owned(), handler);
+    if let Some(priority) = priority {
+        builder = builder.priority(priority);
+    }
+    if let Some(max_errors) = max_errors {
+        builder = builder.max_errors(max_errors);
+    }
+    if let Err(error) = builder.register() {
+        tracing::error!(listener = name, %error, "a #[listener(durable)] function was not registered");
     }
 }

@@ -1,7 +1,9 @@
 //! Durable listeners (feature `pipeline`): listeners whose runs survive crashes and failures, after
 //! authorhealth's handler requests, typed.
 //!
-//! - **Register** a durable listener once, at start-up, under a name unique in the program:
+//! - **Register** a durable listener once, at start-up, under a name unique in the program (or
+//!   declare it with `#[listener(durable, name = "…")]` on an `async fn` taking the event by
+//!   value; example below):
 //!   `E::durable("send-welcome-mail", handler).register()?` ([`Event::durable`](crate::Event::durable)),
 //!   with its maximum of errors (default 5), priority (default 50, higher runs first) and
 //!   [`Backoff`].
@@ -65,6 +67,24 @@
 //! assert_eq!(executed.succeeded, 2);
 //! # Ok(())
 //! # }
+//! ```
+
+//! The same listener declared where it lives:
+//!
+//! ```
+//! use event_bus::prelude::*;
+//!
+//! #[event]
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Registered {
+//!     email: String,
+//! }
+//!
+//! #[listener(durable, name = "send-welcome-mail", max_errors = 5, priority = 50)]
+//! async fn send_welcome_mail(event: Registered) -> Result<(), std::io::Error> {
+//!     println!("welcome, {}", event.email);
+//!     Ok(())
+//! }
 //! ```
 
 mod bus;

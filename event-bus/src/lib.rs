@@ -180,25 +180,9 @@ pub use event_bus_macros::event;
 /// instead (`MyEvent::register(Type::function)`).
 ///
 /// With `durable` (feature `pipeline`), an `async fn` taking the event **by value** becomes a
-/// durable listener ([`executor`]), as `MyEvent::durable(name, function)` would make it; options
-/// `name = "…"` (give one: it is stored with each request, so it must not change with a refactor),
-/// `priority = <u8>` and `max_errors = <u32>`.
-///
-/// ```
-/// use event_bus::prelude::*;
-///
-/// #[event]
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Registered {
-///     email: String,
-/// }
-///
-/// #[listener(durable, name = "send-welcome-mail", max_errors = 5, priority = 50)]
-/// async fn send_welcome_mail(event: Registered) -> Result<(), std::io::Error> {
-///     println!("welcome, {}", event.email);
-///     Ok(())
-/// }
-/// ```
+/// durable listener, as `MyEvent::durable(name, function)` would make it (see the `executor`
+/// module for an example); options `name = "…"` (give one: it is stored with each request, so it
+/// must not change with a refactor), `priority = <u8>` and `max_errors = <u32>`.
 ///
 /// ```
 /// use event_bus::prelude::*;

@@ -22,12 +22,24 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn parse(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    if !args.is_empty() {
-        return Err(syn::Error::new(
-            args.span(),
-            "#[handler] takes no options: the argument's type selects the command or query",
-        ));
-    }
+    // One option: `crate = path` (a renamed or re-exported `event_bus`).
+    let mut krate: Option<syn::Path> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") && krate.is_none() {
+            krate = Some(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta.error(
+                "#[handler] takes one option, `crate = path::to::event_bus`; the argument's type \
+                 selects the command or query",
+            ))
+        }
+    });
+    syn::parse::Parser::parse2(parser, args)?;
+    let krate = match &krate {
+        Some(path) => quote::quote!(#path),
+        None => quote::quote!(::event_bus),
+    };
     let item: Item = syn::parse2(item)?;
     let Item::Fn(function) = item else {
         return Err(syn::Error::new(
@@ -47,6 +59,25 @@ fn parse(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         return Err(syn::Error::new(
             sig.generics.span(),
             "a #[handler] function cannot be generic: its argument type selects what it handles",
+        ));
+    }
+    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+        return Err(syn::Error::new(
+            receiver.span(),
+            format!("a #[handler] cannot be a method; {SHAPE}"),
+        ));
+    }
+    if let Some(block) = crate::listener::context::enclosing_impl_of(&sig.ident, "handler") {
+        let function = &sig.ident;
+        let ty = &block.self_ty;
+        return Err(syn::Error::new(
+            function.span(),
+            format!(
+                "#[handler] goes on a free function, and `{function}` is an associated function \
+                 of `{ty}`: the registration the attribute generates cannot name it\n\
+                 help: move `{function}` out of `impl {ty}` to module level, or remove #[handler] \
+                 and register it at start-up with `MyCommand::handle_with({ty}::{function})`"
+            ),
         ));
     }
     let mut inputs = sig.inputs.iter();
@@ -82,9 +113,9 @@ fn parse(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     // Spanned at the argument's type: "`X` is not a command or query" points there.
     Ok(quote_spanned! {ty.span()=>
         const _: () = {
-            ::event_bus::__private::inventory::submit! {
-                ::event_bus::__private::StaticListener::new(|| {
-                    ::event_bus::__private::install_handler::<#ty, _, _>(
+            #krate::__private::inventory::submit! {
+                #krate::__private::StaticListener::new(|| {
+                    #krate::__private::install_handler::<#ty, _, _>(
                         ::core::concat!(::core::module_path!(), "::", #name),
                         #ident,
                     );

@@ -11,7 +11,7 @@ mod event;
 mod handled;
 mod handler;
 mod joined;
-mod listener;
+pub(crate) mod listener;
 
 use proc_macro::TokenStream;
 

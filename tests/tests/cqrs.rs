@@ -284,3 +284,19 @@ async fn handler_functions_register_themselves_and_two_for_one_type_are_refused(
         Err(CqrsError::DuplicateHandler { name: "Twice" })
     ));
 }
+
+/// `crate = path` for a renamed or re-exported `event_bus`.
+mod renamed {
+    use event_bus as bus;
+
+    #[bus::command(crate = bus)]
+    pub struct Renamed;
+
+    #[bus::handler(crate = bus)]
+    async fn renamed(_: Renamed) {}
+}
+
+#[tokio::test]
+async fn the_attributes_take_the_crate_path() {
+    renamed::Renamed.send().await.unwrap();
+}

@@ -977,3 +977,11 @@ async fn a_durable_listener_declared_with_the_attribute_is_registered_with_its_o
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(executor.run_once().await.unwrap().dead, 1, "max_errors = 2");
 }
+
+#[test]
+fn a_name_taken_by_an_attribute_listener_is_refused_by_hand_whatever_the_order() {
+    let again = Attributed::durable("attributed-mail", |_: Attributed| async {}).register();
+    assert!(
+        matches!(again, Err(ExecutorError::DuplicateListener(name)) if name == "attributed-mail")
+    );
+}

@@ -779,3 +779,98 @@ async fn an_impossible_expected_version_is_a_conflict_not_a_panic() {
         .await;
     assert!(matches!(appended, Err(EventStoreError::Conflict { .. })));
 }
+
+/// A projection whose `apply` waits at two gates, before and after reading the model, to
+/// interleave projectors by hand.
+struct Gated {
+    before: Arc<tokio::sync::Semaphore>,
+    after: Arc<tokio::sync::Semaphore>,
+    reading: Arc<tokio::sync::Notify>,
+    read: Arc<tokio::sync::Notify>,
+}
+
+impl Gated {
+    fn new(before: usize, after: usize) -> Self {
+        Gated {
+            before: Arc::new(tokio::sync::Semaphore::new(before)),
+            after: Arc::new(tokio::sync::Semaphore::new(after)),
+            reading: Arc::new(tokio::sync::Notify::new()),
+            read: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    fn handles(&self) -> Self {
+        Gated {
+            before: Arc::clone(&self.before),
+            after: Arc::clone(&self.after),
+            reading: Arc::clone(&self.reading),
+            read: Arc::clone(&self.read),
+        }
+    }
+}
+
+impl event_bus::event_store::Projection for Gated {
+    const NAME: &'static str = "gated";
+    type Event = AccountEvent;
+
+    async fn apply(
+        &self,
+        _: AccountEvent,
+        _: &event_bus::event_store::RecordedEvent,
+        staged: &mut event_bus::event_store::Staged<'_>,
+    ) -> Result<(), event_bus::BoxError> {
+        self.reading.notify_one();
+        drop(self.before.acquire().await?);
+        let count: u64 = staged.get_json("gated", "count").await?.unwrap_or(0);
+        self.read.notify_one();
+        drop(self.after.acquire().await?);
+        staged.put_json("gated", "count", &(count + 1))
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        vec!["gated".into()]
+    }
+}
+
+/// A projector that read its position before a rebuild cannot commit after it, even when the
+/// position record's bytes would look the same as before (the rebuild's id travels with every
+/// position written after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_that_read_before_a_rebuild_cannot_commit_after_it() {
+    use event_bus::event_store::Projector;
+    use tokio::sync::Semaphore;
+    const OPEN: usize = Semaphore::MAX_PERMITS;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let repository = accounts(Arc::clone(&store));
+    let free = Projector::new(repository.log(), Gated::new(OPEN, OPEN));
+    free.rebuild().await.unwrap(); // an empty log: "rebuilt, at 0"
+    for cents in 1..=3 {
+        repository
+            .execute("g", Command::Deposit(cents))
+            .await
+            .unwrap();
+    }
+    // X reads the position, and waits before reading the model.
+    let x = Gated::new(0, 0);
+    let x_gates = x.handles();
+    let x = Projector::new(repository.log(), x);
+    let x_run = tokio::spawn(async move { x.catch_up().await.unwrap() });
+    x_gates.reading.notified().await;
+    // Another projector applies everything; X then reads the model (count 3) and waits.
+    assert_eq!(free.catch_up().await.unwrap(), 3);
+    x_gates.before.add_permits(OPEN);
+    x_gates.read.notified().await;
+    // A rebuild clears the model, writes "rebuilt, at 0", and waits inside its first apply.
+    let y = Gated::new(OPEN, 0);
+    let y_gates = y.handles();
+    let y = Projector::new(repository.log(), y);
+    let y_run = tokio::spawn(async move { y.rebuild().await.unwrap() });
+    y_gates.read.notified().await;
+    // X commits what it decided from the model it read before the rebuild: refused.
+    x_gates.after.add_permits(OPEN);
+    x_run.await.unwrap();
+    y_gates.after.add_permits(OPEN);
+    y_run.await.unwrap();
+    let count = store.get("gated", "count").await.unwrap().unwrap();
+    assert_eq!(count, b"3", "each event once");
+}

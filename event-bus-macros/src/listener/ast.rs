@@ -76,9 +76,11 @@ impl Input {
                      `async fn send_mail(event: MyEvent) -> Result<(), Error>`",
                 ));
             }
-            if let Type::Reference(reference) = ty {
+            let is_arc = matches!(ty, Type::Path(path)
+                if path.path.segments.last().is_some_and(|last| last.ident == "Arc"));
+            if matches!(ty, Type::Reference(_)) || is_arc {
                 return Err(syn::Error::new(
-                    reference.span(),
+                    ty.span(),
                     "a durable #[listener] takes the event by value (each run decodes its own \
                      copy of the stored event): write `event: MyEvent`",
                 ));

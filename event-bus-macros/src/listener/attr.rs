@@ -13,10 +13,13 @@ pub(crate) struct Options {
     pub(crate) durable: Option<syn::Path>,
     /// `max_errors = N` (durable listeners only).
     pub(crate) max_errors: Option<Expr>,
+    /// `crate = path`: where `event_bus` is, for a renamed or re-exported dependency.
+    pub(crate) krate: Option<syn::Path>,
 }
 
-const VALID: &str = "valid options are `priority = <i32>`, `name = \"...\"`, and for a durable \
-                     listener `durable` and `max_errors = <u32>`";
+const VALID: &str = "valid options are `priority = <i32>`, `name = \"...\"`, \
+                     `crate = path::to::event_bus`, and for a durable listener `durable` and \
+                     `max_errors = <u32>`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
     let mut options = Options::default();
@@ -40,6 +43,12 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
             }
             options.name = Some(name);
             Ok(())
+        } else if meta.path.is_ident("crate") {
+            if options.krate.is_some() {
+                return Err(meta.error("duplicate #[listener] option `crate`; give it once"));
+            }
+            options.krate = Some(meta.value()?.parse()?);
+            Ok(())
         } else if meta.path.is_ident("durable") {
             if options.durable.is_some() {
                 return Err(meta.error("duplicate #[listener] option `durable`; give it once"));
@@ -61,6 +70,14 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Options> {
         }
     });
     parser.parse2(args)?;
+    if let (Some(_), Some(name)) = (&options.durable, &options.name)
+        && name.value().chars().any(char::is_control)
+    {
+        return Err(syn::Error::new(
+            name.span(),
+            "a durable listener's name is stored with each request: no control characters",
+        ));
+    }
     if let (None, Some(max_errors)) = (&options.durable, &options.max_errors) {
         return Err(syn::Error::new_spanned(
             max_errors,

@@ -21,6 +21,11 @@ pub(crate) struct EnclosingImpl {
 /// Looks for an associated function named `function` carrying `#[listener]` inside an `impl` block
 /// of the file and line where this macro was invoked.
 pub(crate) fn enclosing_impl(function: &Ident) -> Option<EnclosingImpl> {
+    enclosing_impl_of(function, "listener")
+}
+
+/// Like [`enclosing_impl`], for a function carrying the attribute named `attribute`.
+pub(crate) fn enclosing_impl_of(function: &Ident, attribute: &str) -> Option<EnclosingImpl> {
     if !proc_macro::is_available() {
         return None;
     }
@@ -28,15 +33,19 @@ pub(crate) fn enclosing_impl(function: &Ident) -> Option<EnclosingImpl> {
     let path: PathBuf = call_site.local_file()?;
     let source = std::fs::read_to_string(path).ok()?;
     let file = syn::parse_file(&source).ok()?;
-    find_in_items(&file.items, function)
+    find_in_items(&file.items, function, attribute)
 }
 
-fn find_in_items(items: &[Item], function: &Ident) -> Option<EnclosingImpl> {
+fn find_in_items(items: &[Item], function: &Ident, attribute: &str) -> Option<EnclosingImpl> {
     items.iter().find_map(|item| match item {
         Item::Impl(block) => {
             let holds_it = block.items.iter().any(|inner| match inner {
                 ImplItem::Fn(method) => {
-                    method.sig.ident == *function && method.attrs.iter().any(is_listener_attribute)
+                    method.sig.ident == *function
+                        && method
+                            .attrs
+                            .iter()
+                            .any(|found| is_attribute(found, attribute))
                 }
                 _ => false,
             });
@@ -51,16 +60,16 @@ fn find_in_items(items: &[Item], function: &Ident) -> Option<EnclosingImpl> {
         Item::Mod(module) => module
             .content
             .as_ref()
-            .and_then(|(_, items)| find_in_items(items, function)),
+            .and_then(|(_, items)| find_in_items(items, function, attribute)),
         _ => None,
     })
 }
 
-/// `#[listener]`, `#[listener(..)]`, `#[event_bus::listener]`, …
-fn is_listener_attribute(attribute: &syn::Attribute) -> bool {
+/// `#[listener]`, `#[listener(..)]`, `#[event_bus::listener]`, … (for `name` = "listener").
+fn is_attribute(attribute: &syn::Attribute, name: &str) -> bool {
     attribute
         .path()
         .segments
         .last()
-        .is_some_and(|segment| segment.ident == "listener")
+        .is_some_and(|segment| segment.ident == name)
 }

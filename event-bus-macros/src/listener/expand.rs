@@ -8,6 +8,10 @@ use super::ast::{Input, PassedBy};
 use super::attr::Options;
 
 pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
+    let krate = match &options.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::event_bus),
+    };
     let ident = &input.ident;
     let payload = &input.payload;
     let name = match &options.name {
@@ -24,18 +28,18 @@ pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
         None => quote!(0),
     };
     if options.durable.is_some() {
-        return register_durable(input, options, name);
+        return register_durable(input, options, name, &krate);
     }
     // Spanned at the payload type: "`X` is not an event" points at the argument's type.
     let install = match (input.is_async, &input.by) {
         (false, _) => quote_spanned! {payload.span()=>
-            ::event_bus::__private::install_sync::<#payload, _, _>(#name, #priority, #ident)
+            #krate::__private::install_sync::<#payload, _, _>(#name, #priority, #ident)
         },
         (true, PassedBy::Arc) => quote_spanned! {payload.span()=>
-            ::event_bus::__private::install_async::<#payload, _, _>(#name, #priority, #ident)
+            #krate::__private::install_async::<#payload, _, _>(#name, #priority, #ident)
         },
         (true, PassedBy::Ref | PassedBy::Value) => quote_spanned! {payload.span()=>
-            ::event_bus::__private::install_async::<#payload, _, _>(
+            #krate::__private::install_async::<#payload, _, _>(
                 #name,
                 #priority,
                 |event: ::std::sync::Arc<#payload>| async move { #ident(&*event).await },
@@ -44,15 +48,20 @@ pub(crate) fn register(input: &Input, options: &Options) -> TokenStream {
     };
     quote! {
         const _: () = {
-            ::event_bus::__private::inventory::submit! {
-                ::event_bus::__private::StaticListener::new(|| { #install; })
+            #krate::__private::inventory::submit! {
+                #krate::__private::StaticListener::new(|| { #install; })
             }
         };
     }
 }
 
 /// A durable `#[listener]`: installed as `E::durable(name, f)` with its options.
-fn register_durable(input: &Input, options: &Options, name: TokenStream) -> TokenStream {
+fn register_durable(
+    input: &Input,
+    options: &Options,
+    name: TokenStream,
+    krate: &TokenStream,
+) -> TokenStream {
     let ident = &input.ident;
     let payload = &input.payload;
     let priority = match &options.priority {
@@ -70,12 +79,12 @@ fn register_durable(input: &Input, options: &Options, name: TokenStream) -> Toke
         None => quote!(::core::option::Option::None),
     };
     let install = quote_spanned! {payload.span()=>
-        ::event_bus::__private::install_durable::<#payload, _, _>(#name, #priority, #max_errors, #ident)
+        #krate::__private::install_durable::<#payload, _, _>(#name, #priority, #max_errors, #ident)
     };
     quote! {
         const _: () = {
-            ::event_bus::__private::inventory::submit! {
-                ::event_bus::__private::StaticListener::new(|| { #install; })
+            #krate::__private::inventory::submit! {
+                #krate::__private::StaticListener::new(|| { #install; })
             }
         };
     }

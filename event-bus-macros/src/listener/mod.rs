@@ -2,7 +2,7 @@
 
 mod ast;
 mod attr;
-mod context;
+pub(crate) mod context;
 mod expand;
 
 use proc_macro2::TokenStream;

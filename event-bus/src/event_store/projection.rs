@@ -396,9 +396,12 @@ impl<P: Projection> Projector<P> {
                             reason: error.to_string(),
                         })?;
                 }
+                // The rebuild id travels with every position after a rebuild: a projector that
+                // read a record from before the rebuild cannot match one written after it.
                 let next = Tracking {
                     position: recorded.position,
-                    ..Tracking::default()
+                    clearing: false,
+                    rebuild: tracking.rebuild.clone(),
                 };
                 let next_bytes = serde_json::to_vec(&next).unwrap_or_default();
                 let guard = match &current {
@@ -500,7 +503,15 @@ impl<P: Projection> Projector<P> {
                 }
             }
         }
-        let done = serde_json::to_vec(&Tracking::default()).unwrap_or_default();
+        let rebuild = serde_json::from_slice::<Tracking>(marker)
+            .ok()
+            .and_then(|marker| marker.rebuild);
+        let done = Tracking {
+            position: 0,
+            clearing: false,
+            rebuild,
+        };
+        let done = serde_json::to_vec(&done).unwrap_or_default();
         match store
             .apply(fence().put(&self.namespace, P::NAME, done, None))
             .await

@@ -380,6 +380,15 @@ where
     /// # Ok::<(), ExecutorError>(())
     /// ```
     pub fn register(self) -> Result<DurableListener, ExecutorError> {
+        // `#[listener(durable)]` functions first, so that a name taken by one of them is refused
+        // here whatever the order of start-up.
+        crate::static_listeners::ensure_installed();
+        self.register_now()
+    }
+
+    /// [`register`](DurableListenerBuilder::register) without installing the static listeners
+    /// first (what installing one of them calls).
+    fn register_now(self) -> Result<DurableListener, ExecutorError> {
         if self.name.is_empty() || self.name.chars().any(char::is_control) {
             return Err(ExecutorError::InvalidName(self.name));
         }
@@ -509,7 +518,7 @@ pub fn install_durable<E, F, Fut>(
     if let Some(max_errors) = max_errors {
         builder = builder.max_errors(max_errors);
     }
-    if let Err(error) = builder.register() {
+    if let Err(error) = builder.register_now() {
         tracing::error!(listener = name, %error, "a #[listener(durable)] function was not registered");
     }
 }

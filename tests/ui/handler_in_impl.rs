@@ -1,0 +1,13 @@
+use event_bus::prelude::*;
+
+#[command]
+struct Charge;
+
+struct Billing;
+
+impl Billing {
+    #[handler]
+    async fn charge(_: Charge) {}
+}
+
+fn main() {}

@@ -80,7 +80,7 @@
 //!     email: String,
 //! }
 //!
-//! #[listener(durable, name = "send-welcome-mail", max_errors = 5, priority = 50)]
+//! #[listener(durable, name = "send-welcome-mail-from-an-attribute", max_errors = 5, priority = 50)]
 //! async fn send_welcome_mail(event: Registered) -> Result<(), std::io::Error> {
 //!     println!("welcome, {}", event.email);
 //!     Ok(())

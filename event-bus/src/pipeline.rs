@@ -83,7 +83,7 @@ mod join;
 mod joined;
 mod message;
 pub(crate) mod quarantine;
-mod retry;
+pub(crate) mod retry;
 mod timeout;
 mod transform;
 mod typed;

@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::listener::ListenerOutput;
 use crate::panic::{CatchPanic, panic_message};
 use crate::pipeline::Jitter;
+use crate::pipeline::retry;
 
 /// The default maximum number of failed attempts before a request becomes a dead request.
 pub const DEFAULT_MAX_ERRORS: u32 = 5;
@@ -138,19 +139,8 @@ impl Backoff {
     /// assert!(backoff.delay(30) <= Duration::from_secs(2));
     /// ```
     pub fn delay(&self, failures: u32) -> Duration {
-        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
-        let grown = self.base_delay.as_secs_f64() * self.factor.powi(exponent);
-        let capped = if grown.is_finite() {
-            Duration::from_secs_f64(grown.min(self.max_delay.as_secs_f64()))
-        } else {
-            self.max_delay
-        };
-        let backoff = capped.min(self.max_delay);
-        match self.jitter {
-            Jitter::Full => backoff.mul_f64(fastrand::f64()),
-            Jitter::Equal => backoff / 2 + (backoff / 2).mul_f64(fastrand::f64()),
-            _ => backoff,
-        }
+        let backoff = retry::exponential(self.base_delay, self.factor, self.max_delay, failures);
+        retry::jittered(backoff, self.jitter)
     }
 }
 

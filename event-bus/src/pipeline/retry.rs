@@ -191,12 +191,7 @@ impl Retry {
     /// assert_eq!(delays, [100, 200, 400, 500, 500]);
     /// ```
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let scaled = self.base_delay.as_secs_f64() * self.factor.powi(exponent);
-        if !scaled.is_finite() || scaled >= self.max_delay.as_secs_f64() {
-            return self.max_delay;
-        }
-        Duration::from_secs_f64(scaled)
+        exponential(self.base_delay, self.factor, self.max_delay, attempt)
     }
 
     /// The actual wait before attempt `attempt + 1`: [`backoff`](Retry::backoff) with jitter.
@@ -212,16 +207,31 @@ impl Retry {
     /// }
     /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
-        let backoff = self.backoff(attempt);
-        match self.jitter {
-            Jitter::None => backoff,
-            Jitter::Full => backoff.mul_f64(fastrand::f64()),
-            Jitter::Equal => backoff / 2 + (backoff / 2).mul_f64(fastrand::f64()),
-        }
+        jittered(self.backoff(attempt), self.jitter)
     }
 
     fn should_retry(&self, error: &PipelineError) -> bool {
         self.retry_all || error.is_retryable()
+    }
+}
+
+/// `min(max, base × factor^(attempt-1))` (`attempt` from 1): the exponential backoff of
+/// [`Retry`] and of durable listeners' [`Backoff`](crate::executor::Backoff).
+pub(crate) fn exponential(base: Duration, factor: f64, max: Duration, attempt: u32) -> Duration {
+    let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+    let scaled = base.as_secs_f64() * factor.powi(exponent);
+    if !scaled.is_finite() || scaled >= max.as_secs_f64() {
+        return max;
+    }
+    Duration::from_secs_f64(scaled)
+}
+
+/// `backoff` with its random part drawn by `jitter`.
+pub(crate) fn jittered(backoff: Duration, jitter: Jitter) -> Duration {
+    match jitter {
+        Jitter::None => backoff,
+        Jitter::Full => backoff.mul_f64(fastrand::f64()),
+        Jitter::Equal => backoff / 2 + (backoff / 2).mul_f64(fastrand::f64()),
     }
 }
 

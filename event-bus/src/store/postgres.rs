@@ -347,6 +347,17 @@ impl PostgresStore {
 
 /// A store error that says what PostgreSQL said (tokio-postgres's own message for a server
 /// error is only "db error").
+/// `(key, value)` rows as records.
+fn records(rows: &[tokio_postgres::Row]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let key: Vec<u8> = row.get(0);
+            let key = String::from_utf8(key).map_err(StoreError::backend)?;
+            Ok((key, row.get(1)))
+        })
+        .collect()
+}
+
 fn backend(error: tokio_postgres::Error) -> StoreError {
     match error.as_db_error() {
         Some(db) => StoreError::backend(format!(
@@ -489,13 +500,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(backend)?;
-            rows.iter()
-                .map(|row| {
-                    let key: Vec<u8> = row.get(0);
-                    let key = String::from_utf8(key).map_err(StoreError::backend)?;
-                    Ok((key, row.get(1)))
-                })
-                .collect()
+            records(&rows)
         })
     }
 
@@ -524,13 +529,7 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(backend)?;
-            rows.iter()
-                .map(|row| {
-                    let key: Vec<u8> = row.get(0);
-                    let key = String::from_utf8(key).map_err(StoreError::backend)?;
-                    Ok((key, row.get(1)))
-                })
-                .collect()
+            records(&rows)
         })
     }
 

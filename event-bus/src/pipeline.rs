@@ -82,6 +82,7 @@ mod idempotency;
 mod join;
 mod joined;
 mod message;
+pub(crate) mod message_id;
 pub(crate) mod quarantine;
 pub(crate) mod retry;
 mod timeout;

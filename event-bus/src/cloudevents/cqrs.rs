@@ -14,7 +14,7 @@ pub(crate) fn message_event<T: Serialize>(
     value: &T,
 ) -> Result<CloudEvent, CloudEventError> {
     let data = serde_json::to_vec(value).map_err(CloudEventError::Encode)?;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::pipeline::message_id::new_message_id();
     Ok(CloudEvent::new(id, source, name)?.with_data("application/json", data))
 }
 

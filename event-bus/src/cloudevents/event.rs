@@ -1,6 +1,7 @@
 //! [`CloudEvent`]: the CloudEvents v1.0 context attributes, extensions and data, with the JSON
 //! event format (structured mode and batches).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -468,10 +469,9 @@ impl CloudEvent {
     /// # Ok::<(), event_bus::cloudevents::CloudEventError>(())
     /// ```
     pub fn from_json(json: &[u8]) -> Result<Self, CloudEventError> {
-        let object: BTreeMap<String, &RawValue> =
-            serde_json::from_slice(json).map_err(|error| {
-                CloudEventError::Malformed(format!("expected one JSON object: {error}"))
-            })?;
+        let object: JsonObject<'_> = serde_json::from_slice(json).map_err(|error| {
+            CloudEventError::Malformed(format!("expected one JSON object: {error}"))
+        })?;
         CloudEvent::from_object(object)
     }
 
@@ -484,16 +484,13 @@ impl CloudEvent {
     /// # Ok::<(), event_bus::cloudevents::CloudEventError>(())
     /// ```
     pub fn batch_from_json(json: &[u8]) -> Result<Vec<Self>, CloudEventError> {
-        let array: Vec<BTreeMap<String, &RawValue>> =
-            serde_json::from_slice(json).map_err(|error| {
-                CloudEventError::Malformed(format!(
-                    "expected a JSON array of event objects: {error}"
-                ))
-            })?;
+        let array: Vec<JsonObject<'_>> = serde_json::from_slice(json).map_err(|error| {
+            CloudEventError::Malformed(format!("expected a JSON array of event objects: {error}"))
+        })?;
         array.into_iter().map(CloudEvent::from_object).collect()
     }
 
-    fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Self, CloudEventError> {
+    fn from_object(mut object: JsonObject<'_>) -> Result<Self, CloudEventError> {
         let specversion = take_string(&mut object, "specversion")?
             .ok_or(CloudEventError::MissingAttribute("specversion"))?;
         if specversion != SPEC_VERSION {
@@ -530,15 +527,20 @@ impl CloudEvent {
             })?),
             (None, None) => None,
         };
-        for (name, raw) in object {
+        // In the document's order: of a name given twice, the last value stands.
+        for (name, raw) in object.0 {
             if raw.get() == "null" {
+                event.extensions.remove(name.as_ref());
                 continue;
             }
             check_extension_name(&name)?;
             let value = serde_json::from_str::<ExtensionJson>(raw.get()).map_err(|_| {
-                CloudEventError::invalid(&name, "an extension is a string, a boolean or an integer")
+                CloudEventError::invalid(
+                    &*name,
+                    "an extension is a string, a boolean or an integer",
+                )
             })?;
-            event.extensions.insert(name, value.into());
+            event.extensions.insert(name.into_owned(), value.into());
         }
         Ok(event)
     }
@@ -676,11 +678,87 @@ fn check_extension_name(name: &str) -> Result<(), CloudEventError> {
     }
 }
 
+/// The members of one JSON object in the document's order, names borrowed from the input
+/// unless they hold escapes, values unparsed. (A map would allocate every name; events have about
+/// ten members, so a search is cheaper than a tree.)
+struct JsonObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> JsonObject<'a> {
+    /// Removes every member named `name` and returns the value of the last (JSON readers keep the
+    /// last of a name given twice).
+    fn remove(&mut self, name: &str) -> Option<&'a RawValue> {
+        let mut found = None;
+        self.0.retain(|(member, value)| {
+            if member == name {
+                found = Some(*value);
+                false
+            } else {
+                true
+            }
+        });
+        found
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonObject<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(name) = map.next_key::<Name<'de>>()? {
+                    members.push((name.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(JsonObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A member's name: borrowed from the input when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
 /// Removes an attribute that must be a JSON string (or null, meaning absent).
-fn take_string(
-    object: &mut BTreeMap<String, &RawValue>,
-    name: &str,
-) -> Result<Option<String>, CloudEventError> {
+fn take_string(object: &mut JsonObject<'_>, name: &str) -> Result<Option<String>, CloudEventError> {
     match object.remove(name) {
         None => Ok(None),
         Some(raw) => serde_json::from_str::<Option<String>>(raw.get())

@@ -43,10 +43,14 @@ impl CloudEvent {
         source: impl Into<String>,
     ) -> Result<Self, CloudEventError> {
         let data = serde_json::to_vec(event).map_err(CloudEventError::Encode)?;
-        let mut cloud = CloudEvent::new(uuid::Uuid::new_v4().to_string(), source, E::NAME)?
-            .with_time_now()
-            .with_data("application/json", data)
-            .with_extension(EVENT_VERSION, E::VERSION.to_string())?;
+        let mut cloud = CloudEvent::new(
+            crate::pipeline::message_id::new_message_id(),
+            source,
+            E::NAME,
+        )?
+        .with_time_now()
+        .with_data("application/json", data)
+        .with_extension(EVENT_VERSION, E::VERSION.to_string())?;
         if let Some(key) = event.key() {
             cloud = cloud
                 .with_subject(key.clone())

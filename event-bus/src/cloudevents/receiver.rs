@@ -632,10 +632,7 @@ async fn traced(delivery: &Delivery, dedupe: Option<&Idempotency>, event: CloudE
         }
     }
     .instrument(span);
-    match context {
-        Some(context) => context.scope(work).await,
-        None => work.await,
-    }
+    super::trace::TraceContext::within(context, work).await
 }
 
 async fn once(idempotency: &Idempotency, delivery: Delivery, event: CloudEvent) -> Outcome {

@@ -14,7 +14,8 @@ use std::future::Future;
 use super::event::{CloudEvent, Extension};
 
 tokio::task_local! {
-    static CURRENT: TraceContext;
+    /// `None` inside [`TraceContext::within`] for an event that carries no context.
+    static CURRENT: Option<TraceContext>;
 }
 
 /// A W3C Trace Context: a validated `traceparent` and the `tracestate` that goes with it.
@@ -86,7 +87,7 @@ impl TraceContext {
     /// assert!(TraceContext::current().is_none());
     /// ```
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(Clone::clone).ok()
+        CURRENT.try_with(Clone::clone).ok().flatten()
     }
 
     /// Runs `future` with `self` as the current context.
@@ -102,7 +103,16 @@ impl TraceContext {
     /// # }
     /// ```
     pub async fn scope<F: Future>(self, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+        CURRENT.scope(Some(self), future).await
+    }
+
+    /// Runs `future` with `context` as the current context (none for `None`): one future type
+    /// for both cases, so that a caller awaiting either does not hold room for two.
+    pub(crate) fn within<F: Future>(
+        context: Option<Self>,
+        future: F,
+    ) -> impl Future<Output = F::Output> {
+        CURRENT.scope(context, future)
     }
 
     /// A child context: the same trace id and flags, a fresh parent id, the same `tracestate`.

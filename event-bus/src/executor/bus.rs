@@ -180,7 +180,7 @@ impl DurableBus {
         &self,
         event: &E,
     ) -> Result<Published, ExecutorError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::pipeline::message_id::new_message_id();
         let listeners = listener::of::<E>();
         if listeners.is_empty() {
             return Ok(Published { id, requests: 0 });

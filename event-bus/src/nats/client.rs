@@ -407,17 +407,24 @@ impl Nats {
         subject: &str,
         event: Cow<'_, CloudEvent>,
     ) -> Result<Published, NatsError> {
-        self.ensure_stream_of(subject).await?;
+        // The rare paths (creating the stream, publishing again) are boxed, so that the future of
+        // every publish does not hold room for them.
+        if !self.inner.streams.lock().contains_key(subject) {
+            Box::pin(self.ensure_stream_of(subject)).await?;
+        }
         let (headers, payload) = wire::write(&event, self.inner.mode)?;
-        let payload = bytes::Bytes::from(payload);
-        let mut ack = self.send_once(subject, &headers, &payload).await;
+        let mut ack = self.send_once(subject, headers, payload.into()).await;
         if let Err(error) = &ack
             && error.kind() == jetstream::context::PublishErrorKind::StreamNotFound
         {
             // Deleted since it was ensured (or the server lost it): create it again, once.
             self.inner.streams.lock().remove(subject);
-            self.ensure_stream_of(subject).await?;
-            ack = self.send_once(subject, &headers, &payload).await;
+            ack = Box::pin(async {
+                self.ensure_stream_of(subject).await?;
+                let (headers, payload) = wire::write(&event, self.inner.mode)?;
+                Ok::<_, NatsError>(self.send_once(subject, headers, payload.into()).await)
+            })
+            .await?;
         }
         let ack = ack.map_err(|error| {
             use jetstream::context::PublishErrorKind;
@@ -446,16 +453,14 @@ impl Nats {
     async fn send_once(
         &self,
         subject: &str,
-        headers: &async_nats::HeaderMap,
-        payload: &bytes::Bytes,
+        headers: async_nats::HeaderMap,
+        payload: bytes::Bytes,
     ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
         self.inner
             .jetstream
             .send_publish(
                 subject.to_owned(),
-                PublishMessage::build()
-                    .payload(payload.clone())
-                    .headers(headers.clone()),
+                PublishMessage::build().payload(payload).headers(headers),
             )
             .await?
             .await

@@ -1,7 +1,9 @@
 //! [`Consume`] and [`Consuming`]: typed events from a durable JetStream pull consumer into a
 //! registry, a pipeline or a durable inbox, acknowledged only once handled.
 
+use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -503,21 +505,23 @@ async fn open(
         })
 }
 
-/// How long one pull request waits for events before the next one is sent.
-const PULL_WAIT: Duration = Duration::from_millis(100);
+/// How long one pull request waits on the server for events before the client sends another.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the server tells an open pull request that it is still there (so that a lost
+/// server or consumer is noticed within about two of these).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How often the pull loop checks that its consumer still exists on the server.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// How many pull requests may be open at once: each asks for a share of the free slots, so that
-/// the next events are already on their way while the last ones are handled.
-const OPEN_PULLS: usize = 4;
-
-/// The pull loop. Pull requests ask only for as many events as there are free slots (waiting at
-/// most [`PULL_WAIT`]), so that nothing is fetched that cannot start at once; up to
-/// [`OPEN_PULLS`] are open at a time, each in its own task, which handles each event it brings in
-/// a task of its own. On stop, no new pull is sent; the open ones are emptied (their events
-/// handled, rather than left to the ack wait) and every task in hand awaited.
+/// The pull loop. One subscription per member, kept open (a pull request per batch on it, the
+/// next one sent when half of the last has arrived), and each event handled in a task of its own
+/// holding one of `concurrency` slots. An event is taken from the subscription only when a slot is
+/// free, so at most `concurrency` run at once, and the events pulled ahead (at most a batch and a
+/// half, a batch being half the slots) wait for a slot, not for a timer. On stop, nothing more is
+/// taken: the events pulled ahead are handed back at once (a `nak`, so that another member gets
+/// them without waiting for the ack wait), and every task in hand is awaited.
 async fn run<E: Event + DeserializeOwned>(
     settings: Arc<Settings>,
     mut consumer: jetstream::consumer::Consumer<pull::Config>,
@@ -525,108 +529,148 @@ async fn run<E: Event + DeserializeOwned>(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
-    let share = settings.concurrency.div_ceil(OPEN_PULLS);
-    let mut pulls = JoinSet::new();
+    let mut handlers = JoinSet::new();
     let name = durable_name(&settings);
     let mut pause = Duration::from_millis(100);
     let mut checked = tokio::time::Instant::now();
+    let mut messages: Option<pull::Stream> = None;
     loop {
-        while pulls.try_join_next().is_some() {}
-        // A pull for a consumer the server no longer has just times out, like an idle one: look
-        // now and then, and create it again if it is gone (the server lost its state).
+        while handlers.try_join_next().is_some() {}
+        // A consumer the server no longer has sends no heartbeats: look now and then, and create
+        // it again if it is gone (the server lost its state).
         if checked.elapsed() >= CHECK_EVERY {
             checked = tokio::time::Instant::now();
             if let Err(error) = consumer.get_info().await {
                 tracing::warn!(consumer = %name, %error, "the consumer is gone or unreachable; opening it again");
                 if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
                     consumer = reopened;
+                    messages = None;
                 }
             }
         }
-        let permits = tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            permits = Arc::clone(&slots).acquire_many_owned(share as u32) => permits,
+            slot = Arc::clone(&slots).acquire_owned() => slot,
         };
-        let Ok(mut permits) = permits else {
+        let Ok(slot) = slot else {
             break; // the semaphore is never closed
         };
-        while permits.num_permits() < settings.concurrency
-            && let Ok(more) = Arc::clone(&slots).try_acquire_owned()
-        {
-            permits.merge(more);
-            if permits.num_permits() >= share {
-                break;
-            }
-        }
-        let pulled = consumer
-            .batch()
-            .max_messages(permits.num_permits())
-            .expires(PULL_WAIT)
-            .messages()
-            .await;
-        match pulled {
-            Ok(pulled) => {
+        let pulling = match &mut messages {
+            Some(pulling) => pulling,
+            None => match pull_stream(&consumer, settings.concurrency).await {
+                Ok(pulling) => messages.insert(pulling),
+                Err(error) => {
+                    drop(slot);
+                    tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
+                    if wait_or_stop(&mut stop, pause).await {
+                        break;
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    // The consumer (or its stream) may be gone: the server lost its state.
+                    if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
+                        consumer = reopened;
+                    }
+                    continue;
+                }
+            },
+        };
+        let next = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            next = pulling.next() => next,
+        };
+        match next {
+            Some(Ok(message)) => {
                 pause = Duration::from_millis(100);
-                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
                 // Progress follows the ack wait the server applies (the consumer may have been
                 // created by another member with another one).
                 let ack_wait = match consumer.cached_info().config.ack_wait {
                     wait if wait.is_zero() => settings.ack_wait,
                     wait => wait,
                 };
-                pulls.spawn(drain_pull::<E>(settings, stats, pulled, permits, ack_wait));
+                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
+                let work = Box::pin(async move {
+                    handle::<E>(&settings, &stats, message, ack_wait).await;
+                    drop(slot);
+                });
+                // Most events are handled (and acknowledged) in their first poll, right here:
+                // only those that wait get a task of their own.
+                if let Some(waiting) = first_poll(work).await {
+                    handlers.spawn(waiting);
+                }
             }
-            Err(error) => {
-                drop(permits);
-                tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
+            Some(Err(error)) => {
+                drop(slot);
+                // Missed heartbeats (the server is away), a deleted consumer: pull afresh after a
+                // pause, with the consumer opened again if it is gone.
+                tracing::debug!(consumer = %name, %error, "pulling ended with an error");
+                messages = None;
                 if wait_or_stop(&mut stop, pause).await {
                     break;
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
-                // The consumer (or its stream) may be gone: the server lost its state.
-                if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
+                if consumer.get_info().await.is_err()
+                    && let Ok(reopened) = open(&settings, subject::<E>(&settings)).await
+                {
                     consumer = reopened;
                 }
             }
+            None => {
+                drop(slot);
+                messages = None;
+            }
         }
     }
-    while pulls.join_next().await.is_some() {}
+    if let Some(pulling) = messages {
+        hand_back(pulling).await;
+    }
+    while handlers.join_next().await.is_some() {}
 }
 
-/// Handles every event one pull request brings, each in its own task holding one of `permits`,
-/// and waits for them.
-async fn drain_pull<E: Event + DeserializeOwned>(
-    settings: Arc<Settings>,
-    stats: Arc<Counters>,
-    mut pulled: pull::Batch,
-    mut permits: tokio::sync::OwnedSemaphorePermit,
-    ack_wait: Duration,
-) {
-    let mut handlers = JoinSet::new();
-    while let Some(next) = pulled.next().await {
-        match next {
-            Ok(message) => {
-                let Some(slot) = permits.split(1) else {
-                    break; // more than asked for: never happens; left to the ack wait
-                };
-                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
-                handlers.spawn(async move {
-                    handle::<E>(&settings, &stats, message, ack_wait).await;
-                    drop(slot);
-                });
-            }
-            Err(error) => {
-                // The server may be away: hold the slots a moment, so that the next pulls do not
-                // spin while it comes back.
-                tracing::debug!(%error, "a pull ended with an error");
-                tokio::time::sleep(PULL_WAIT).await;
-                break;
-            }
+/// Polls `work` once, catching a panic (reported; the event is left to the ack wait): `None`
+/// when it is done, else the future to go on with.
+async fn first_poll<F: Future<Output = ()> + Unpin>(mut work: F) -> Option<F> {
+    let polled = std::future::poll_fn(|cx| {
+        Poll::Ready(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || Pin::new(&mut work).poll(cx),
+        )))
+    })
+    .await;
+    match polled {
+        Ok(Poll::Pending) => Some(work),
+        Ok(Poll::Ready(())) => None,
+        Err(_) => {
+            tracing::error!(
+                "handling a NATS event panicked; the server redelivers it after the ack wait"
+            );
+            None
         }
     }
-    drop(permits); // what the pull did not use
-    while handlers.join_next().await.is_some() {}
+}
+
+/// The member's pull subscription: batches of half the slots.
+async fn pull_stream(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    concurrency: usize,
+) -> Result<pull::Stream, jetstream::consumer::StreamError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(concurrency.div_ceil(2))
+        .expires(PULL_WAIT)
+        .heartbeat(HEARTBEAT)
+        .messages()
+        .await
+}
+
+/// Hands back (without delay) the events that arrived for a stopping member but were not started.
+async fn hand_back(mut pulling: pull::Stream) {
+    use futures_util::FutureExt as _;
+    while let Some(Some(Ok(message))) = pulling.next().now_or_never() {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(%error, "could not hand an event back; the server redelivers it after the ack wait");
+        }
+    }
 }
 
 /// Sleeps `pause` unless asked to stop first; `true` when asked to stop.
@@ -675,10 +719,7 @@ async fn handle<E: Event + DeserializeOwned>(
         Ok(cloud) => {
             let work = with_progress(&message, ack_wait, deliver::<E>(settings, &cloud))
                 .instrument(span.clone());
-            let result = match TraceContext::of(&cloud) {
-                Some(context) => context.scope(work).await,
-                None => work.await,
-            };
+            let result = TraceContext::within(TraceContext::of(&cloud), work).await;
             result.map_err(|failure| (failure, Some(cloud)))
         }
     };
@@ -704,17 +745,17 @@ async fn deliver<E: Event + DeserializeOwned>(
                 )))
             }
         }
+        // Boxed: each task holds room for the largest target's future, and the registry's is
+        // small.
         Target::Pipeline(pipeline) => {
             cloud.decode::<E>().map_err(Failure::Malformed)?;
-            pipeline
-                .process(cloud.clone().into_message())
+            Box::pin(pipeline.process(cloud.clone().into_message()))
                 .await
                 .map_err(Failure::Failed)
         }
         Target::Durable(durable) => {
             cloud.decode::<E>().map_err(Failure::Malformed)?;
-            let accepted = durable
-                .accept(cloud.clone().into_message())
+            let accepted = Box::pin(durable.accept(cloud.clone().into_message()))
                 .await
                 .map_err(Failure::Failed)?;
             // Stored: acknowledging no longer depends on processing. A failure stays in the
@@ -743,16 +784,21 @@ async fn with_progress<T>(
     {
         return result;
     }
-    let period = ack_wait / 3;
+    // Boxed: only work that waits pays for the timer and the progress messages.
+    let progress = Box::pin(report_progress(message, ack_wait / 3));
+    tokio::select! {
+        result = work => result,
+        never = progress => match never {},
+    }
+}
+
+/// Tells the server every `period` that `message` is still being worked on; never ends.
+async fn report_progress(message: &jetstream::Message, period: Duration) -> Infallible {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = ticks.tick() => {
-                if let Err(error) = message.ack_with(AckKind::Progress).await {
-                    tracing::debug!(%error, "could not send a progress message");
-                }
-            }
+        ticks.tick().await;
+        if let Err(error) = message.ack_with(AckKind::Progress).await {
+            tracing::debug!(%error, "could not send a progress message");
         }
     }
 }
@@ -783,7 +829,7 @@ async fn settle(
                     tracing::error!(%error, "dropping a malformed message (no dead letters configured)");
                     AckKind::Term
                 }
-                Some(dead_letters) => match dead_letters.record(letter, &error).await {
+                Some(dead_letters) => match Box::pin(dead_letters.record(letter, &error)).await {
                     Ok(_) => AckKind::Term,
                     Err(store) => {
                         tracing::warn!(%store, "cannot park a malformed message; retrying later");
@@ -800,7 +846,7 @@ async fn settle(
                         attempts: delivered,
                         last: Box::new(error),
                     };
-                    match dead_letters.record(cloud.into_message(), &error).await {
+                    match Box::pin(dead_letters.record(cloud.into_message(), &error)).await {
                         Ok(_) => {
                             stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                             AckKind::Term

@@ -1,8 +1,8 @@
 //! CloudEvents in NATS messages: attributes in `ce-` headers (binary mode) or the whole event as
 //! JSON in the payload (structured mode), as the CloudEvents NATS binding describes.
 
-use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::{HeaderMap, HeaderName};
 
 use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode};
 
@@ -30,11 +30,40 @@ use crate::cloudevents::{self, CloudEvent, CloudEventError, Mode};
 pub fn write(event: &CloudEvent, mode: Mode) -> Result<(HeaderMap, Vec<u8>), CloudEventError> {
     let mut headers = HeaderMap::new();
     let payload = cloudevents::write_with(event, mode, |name, value| {
-        headers.insert(name, value);
+        headers.insert(header_name(name)?, value);
         Ok(())
     })?;
-    headers.insert(NATS_MESSAGE_ID, message_id(event).as_str());
+    headers.insert(NATS_MESSAGE_ID, message_id(event));
     Ok((headers, payload))
+}
+
+/// The names of the headers most events carry, made once (a name made from a `&str` is
+/// validated and copied into an allocation of its own, for every message).
+const KNOWN_NAMES: [HeaderName; 12] = [
+    HeaderName::from_static("ce-specversion"),
+    HeaderName::from_static("ce-id"),
+    HeaderName::from_static("ce-source"),
+    HeaderName::from_static("ce-type"),
+    HeaderName::from_static("ce-time"),
+    HeaderName::from_static("ce-subject"),
+    HeaderName::from_static("ce-dataschema"),
+    HeaderName::from_static("ce-partitionkey"),
+    HeaderName::from_static("ce-eventversion"),
+    HeaderName::from_static("ce-traceparent"),
+    HeaderName::from_static("ce-tracestate"),
+    HeaderName::from_static("content-type"),
+];
+
+/// The header named `name`: one of [`KNOWN_NAMES`], or made for it.
+fn header_name(name: &str) -> Result<HeaderName, CloudEventError> {
+    if let Some(known) = KNOWN_NAMES.iter().find(|known| {
+        let known: &str = known.as_ref();
+        known == name
+    }) {
+        return Ok(known.clone());
+    }
+    name.parse()
+        .map_err(|_| CloudEventError::invalid(name, "not a valid NATS header name"))
 }
 
 /// The `Nats-Msg-Id` of `event`: its source and id, each percent-encoded (so neither can break

@@ -45,7 +45,7 @@ impl Message {
         content: impl Into<Vec<u8>>,
     ) -> Self {
         Message {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: super::message_id::new_message_id(),
             source: source.into(),
             key: key.into(),
             content: content.into(),

@@ -1,8 +1,9 @@
 //! End to end over NATS JetStream, in one run: typed events published with `Nats::publish` and
 //! consumed by `Nats::consume` into a listener, against a raw async-nats loop doing the same work
 //! on a stream of its own (publish with a message id and wait for the stream's ack; a durable pull
-//! consumer acknowledging each message). Each iteration publishes 1,000 events, 100 at a time,
-//! and ends when the consumer has acknowledged all of them.
+//! consumer acknowledging each message), and that raw loop again publishing the very headers and
+//! payload of our binary mode. Each iteration publishes 1,000 events, 100 at a time, and ends when
+//! the consumer has acknowledged all of them.
 //!
 //! Needs `EVENT_BUS_NATS_URL` (`eval "$(scripts/services)"`); without it the group is skipped with
 //! a printed line. Run with `cargo bench -p event-bus-benches --bench nats`.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use event_bus::cloudevents::{CloudEvent, Mode};
 use event_bus::nats::Nats;
 use event_bus::prelude::*;
 use futures_util::StreamExt as _;
@@ -74,7 +76,7 @@ fn nats(c: &mut Criterion) {
     });
     // The same, with the whole event as JSON in the payload (structured mode) instead of a
     // `ce-` header per attribute; the same stream and consumer.
-    let structured = ours.clone().mode(event_bus::cloudevents::Mode::Structured);
+    let structured = ours.clone().mode(Mode::Structured);
 
     // Raw async-nats: the same shape by hand.
     let raw_received = Arc::new(AtomicU64::new(0));
@@ -137,6 +139,44 @@ fn nats(c: &mut Criterion) {
                                     PublishMessage::build()
                                         .payload(payload.into())
                                         .message_id(id),
+                                )
+                                .await
+                                .unwrap()
+                                .await
+                                .unwrap();
+                            }
+                        }))
+                        .await;
+                    }
+                    wait_for(&raw_received, target).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    // Raw async-nats again, publishing the very headers and payload our binary mode sends (made
+    // with `event_bus::nats::write`): what the CloudEvents headers cost by themselves.
+    group.bench_function("raw_async_nats_same_headers", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let target = raw_received.load(Ordering::Relaxed) + EVENTS;
+                    for window in (0..EVENTS).collect::<Vec<_>>().chunks(WINDOW) {
+                        join_all(window.iter().map(|_| {
+                            next_id += 1;
+                            let cloud =
+                                CloudEvent::from_event(&tick(next_id), "/event-bus").unwrap();
+                            let (headers, payload) =
+                                event_bus::nats::write(&cloud, Mode::Binary).unwrap();
+                            let js = &js;
+                            let subject = raw_subject.clone();
+                            async move {
+                                js.send_publish(
+                                    subject,
+                                    PublishMessage::build()
+                                        .payload(payload.into())
+                                        .headers(headers),
                                 )
                                 .await
                                 .unwrap()

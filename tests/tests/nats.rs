@@ -395,6 +395,107 @@ async fn consumption_continues_after_subscribers_close_even_all_at_once() {
     cleanup(&nats).await;
 }
 
+/// A member pulls ahead (batches of half its slots) and, when it stops, hands back at once what it
+/// pulled and did not start: another member gets those events long before the ack wait (30 s
+/// here) would have released them, and nothing is handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_member_hands_back_what_it_pulled_ahead_at_once() {
+    let Some(nats) = connect("handback").await else {
+        return;
+    };
+    publish_range(&nats, 0..40).await;
+    let slow = Seen::default();
+    let recorded = slow.pipeline(never);
+    let slow_pipeline = Pipeline::builder()
+        .then(from_fn(move |message: Message, _: Next| {
+            let recorded = recorded.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                recorded.process(message).await
+            }
+        }))
+        .build();
+    let first = nats
+        .consume::<Item>("handback")
+        .pipeline(slow_pipeline)
+        .ack_wait(Duration::from_secs(30))
+        .concurrency(8)
+        .start()
+        .await
+        .expect("first member");
+    eventually("the first member handled some", || {
+        slow.handled().len() >= 8
+    })
+    .await;
+    let stats = first.shutdown().await;
+    let by_first = slow.handled();
+    assert!(by_first.len() < 40, "stopped mid-stream");
+    assert_eq!(stats.acked as usize, by_first.len());
+
+    let fast = Seen::default();
+    let second = nats
+        .consume::<Item>("handback")
+        .pipeline(fast.pipeline(never))
+        .ack_wait(Duration::from_secs(30))
+        .concurrency(8)
+        .start()
+        .await
+        .expect("second member");
+    // Well within the ack wait: nothing of the first member's is left waiting for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while by_first.len() + fast.handled().len() < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events held by the stopped member: {} of 40 handled",
+            by_first.len() + fast.handled().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.shutdown().await;
+    let mut all: Vec<u64> = by_first.into_iter().chain(fast.handled()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..40).collect::<Vec<_>>(), "each event handled once");
+    cleanup(&nats).await;
+}
+
+/// An idle member's pull request waits on the server; once the member stopped, events published
+/// next go to the other members at once, not to the closed subscription (where they would wait for
+/// the ack wait, 30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_after_an_idle_member_stopped_go_to_the_others() {
+    let Some(nats) = connect("idle-stop").await else {
+        return;
+    };
+    let seen = Seen::default();
+    let start = || {
+        nats.consume::<Item>("idle-stop")
+            .pipeline(seen.pipeline(never))
+            .ack_wait(Duration::from_secs(30))
+            .concurrency(8)
+            .start()
+    };
+    let stopping = start().await.expect("a member");
+    let staying = start().await.expect("another member");
+    publish_range(&nats, 0..4).await;
+    eventually("the first events handled", || seen.handled().len() == 4).await;
+    // Both members idle now, each with a pull request waiting on the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopping.shutdown().await;
+    publish_range(&nats, 4..40).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.handled().len() < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events sent to the stopped member: {} of 40 handled",
+            seen.handled().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    staying.shutdown().await;
+    assert!(seen.counts().values().all(|&n| n == 1));
+    cleanup(&nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_subscriber_handles_events_in_publish_order() {
     let Some(nats) = connect("order").await else {

@@ -152,8 +152,12 @@ pub(crate) fn write_with(
                 header(&name, &header_value(&value))?;
             }
             if let Some(content_type) = event.datacontenttype() {
-                let essence = content_type.trim_start().to_ascii_lowercase();
-                if essence.starts_with("application/cloudevents") {
+                const CLOUDEVENTS: &str = "application/cloudevents";
+                if content_type
+                    .trim_start()
+                    .get(..CLOUDEVENTS.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(CLOUDEVENTS))
+                {
                     // The receiver would read the body as a structured event or a batch.
                     return Err(CloudEventError::invalid(
                         "datacontenttype",

@@ -237,7 +237,13 @@ impl Nats {
 
     pub(crate) fn subject_of(&self, name: &str) -> String {
         match &self.inner.subject_prefix {
-            Some(prefix) => format!("{prefix}.{name}"),
+            Some(prefix) => {
+                let mut subject = String::with_capacity(prefix.len() + 1 + name.len());
+                subject.push_str(prefix);
+                subject.push('.');
+                subject.push_str(name);
+                subject
+            }
             None => name.to_owned(),
         }
     }

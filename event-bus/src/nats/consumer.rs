@@ -62,7 +62,10 @@ enum Target {
 ///   letters, terminated with an error logged and counted in [`ConsumeStats::malformed`].
 /// - **Limits**: [`concurrency`](Consume::concurrency) events handled at once in this process
 ///   (default 1: in publish order, except for redeliveries), at most
-///   [`max_ack_pending`](Consume::max_ack_pending) unacknowledged in the whole group.
+///   [`max_ack_pending`](Consume::max_ack_pending) unacknowledged in the whole group. Each
+///   member keeps one pull subscription open and asks for batches of half its slots, so up to
+///   about that many more events wait in the client for a slot; they are handed back at once
+///   when the member stops.
 ///
 /// ```no_run
 /// use event_bus::prelude::*;
@@ -412,8 +415,10 @@ impl Consuming {
     }
 
     /// Stops pulling, lets every event in hand finish and be acknowledged (or handed back), and
-    /// returns the final counters. Events the client had fetched but not started are left
-    /// unacknowledged: the server redelivers them after the ack wait.
+    /// returns the final counters. Events the client had pulled ahead but not started are handed
+    /// back (negatively acknowledged, so that another member gets them at once); any still on
+    /// their way from the server when the subscription closes are redelivered after the ack
+    /// wait.
     ///
     /// ```no_run
     /// # use event_bus::prelude::*;

@@ -69,11 +69,15 @@ fn header_name(name: &str) -> Result<HeaderName, CloudEventError> {
 /// The `Nats-Msg-Id` of `event`: its source and id, each percent-encoded (so neither can break
 /// the header line nor collide with the other).
 fn message_id(event: &CloudEvent) -> String {
-    format!(
-        "{} {}",
+    let (source, id) = (
         cloudevents::header_value(event.source()),
-        cloudevents::header_value(event.id())
-    )
+        cloudevents::header_value(event.id()),
+    );
+    let mut message_id = String::with_capacity(source.len() + 1 + id.len());
+    message_id.push_str(&source);
+    message_id.push(' ');
+    message_id.push_str(&id);
+    message_id
 }
 
 /// The CloudEvent a NATS message carries, in either mode. A message with neither `ce-` headers

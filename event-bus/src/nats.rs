@@ -45,6 +45,7 @@
 mod client;
 mod consumer;
 mod error;
+mod puller;
 mod wire;
 
 pub use client::{DEFAULT_DUPLICATE_WINDOW, Nats, Published};

@@ -496,6 +496,121 @@ async fn events_published_after_an_idle_member_stopped_go_to_the_others() {
     cleanup(&nats).await;
 }
 
+/// A member asks the server only for events it can start at once: none waits in the client with
+/// no progress reported for it. Handlers of 1.5 s with an ack wait of 2 s, four at a time: an event
+/// that waited for a slot (pulled ahead) would pass its ack wait and be delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_not_redelivered_while_they_wait_for_a_slot() {
+    let Some(nats) = connect("no-wait").await else {
+        return;
+    };
+    publish_range(&nats, 0..12).await;
+    let seen = Seen::default();
+    let recorded = seen.pipeline(never);
+    let slow = Pipeline::builder()
+        .then(from_fn(move |message: Message, _: Next| {
+            let recorded = recorded.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                recorded.process(message).await
+            }
+        }))
+        .build();
+    let member = nats
+        .consume::<Item>("no-wait")
+        .pipeline(slow)
+        .ack_wait(Duration::from_secs(2))
+        .concurrency(4)
+        .start()
+        .await
+        .expect("member");
+    eventually("all 12 handled", || seen.handled().len() >= 12).await;
+    // Longer than the ack wait: a redelivery would have come by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stats = member.shutdown().await;
+    assert_eq!(stats.redelivered, 0, "{stats:?}");
+    assert!(
+        seen.counts().values().all(|&n| n == 1),
+        "{:?}",
+        seen.counts()
+    );
+    cleanup(&nats).await;
+}
+
+/// `shutdown` returns once the acknowledgements reached the server: a process may end right after
+/// it (here: the member's runtime and connection are dropped at once) and nothing it handled comes
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_reach_the_server_before_shutdown_returns() {
+    let Some(nats) = connect("flush").await else {
+        return;
+    };
+    let Some(url) = event_bus_tests::nats::nats_url() else {
+        return;
+    };
+    publish_range(&nats, 0..40).await;
+    let first = Seen::default();
+    let (seen, prefix) = (first.clone(), nats.subject::<Item>());
+    let prefix = prefix.trim_end_matches(".suite.item").to_owned();
+    // The stopping member, on a runtime (and connection) of its own, dropped as a process ends.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let nats = Nats::connect(&url)
+                .await
+                .expect("connect")
+                .subject_prefix(prefix);
+            let member = nats
+                .consume::<Item>("flush")
+                .pipeline(seen.pipeline(never))
+                .ack_wait(Duration::from_secs(2))
+                .concurrency(8)
+                .start()
+                .await
+                .expect("member");
+            while seen.handled().len() < 10 {
+                tokio::task::yield_now().await;
+            }
+            member.shutdown().await;
+        });
+        // As a process ending: nothing left in the runtime runs again.
+        runtime.shutdown_background();
+    })
+    .join()
+    .expect("the stopping member");
+    let by_first = first.handled();
+    let second = Seen::default();
+    let member = nats
+        .consume::<Item>("flush")
+        .pipeline(second.pipeline(never))
+        .ack_wait(Duration::from_secs(2))
+        .concurrency(8)
+        .start()
+        .await
+        .expect("second member");
+    eventually("the rest handled", || {
+        by_first.len() + second.handled().len() >= 40
+    })
+    .await;
+    // Past the ack wait: an acknowledgement lost with the first member's process would show now.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    member.shutdown().await;
+    let twice: Vec<u64> = by_first
+        .iter()
+        .copied()
+        .filter(|id| second.handled().contains(id))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "handled again after a graceful stop: {twice:?}"
+    );
+    cleanup(&nats).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_subscriber_handles_events_in_publish_order() {
     let Some(nats) = connect("order").await else {

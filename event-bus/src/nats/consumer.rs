@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
-use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::client::Nats;
 use super::error::NatsError;
+use super::puller::{Pulled, Puller};
 use super::wire;
 use crate::cloudevents::{CloudEvent, CloudEventError, TraceContext};
 use crate::event::Event;
@@ -510,23 +510,19 @@ async fn open(
         })
 }
 
-/// How long one pull request waits on the server for events before the client sends another.
-const PULL_WAIT: Duration = Duration::from_secs(5);
-
-/// How often the server tells an open pull request that it is still there (so that a lost
-/// server or consumer is noticed within about two of these).
-const HEARTBEAT: Duration = Duration::from_secs(1);
-
 /// How often the pull loop checks that its consumer still exists on the server.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// The pull loop. One subscription per member, kept open (a pull request per batch on it, the
-/// next one sent when half of the last has arrived), and each event handled in a task of its own
-/// holding one of `concurrency` slots. An event is taken from the subscription only when a slot is
-/// free, so at most `concurrency` run at once, and the events pulled ahead (at most a batch and a
-/// half, a batch being half the slots) wait for a slot, not for a timer. On stop, nothing more is
-/// taken: the events pulled ahead are handed back at once (a `nak`, so that another member gets
-/// them without waiting for the ack wait), and every task in hand is awaited.
+/// How long a stopping member waits for its last acknowledgements to leave the client.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// The pull loop. One subscription per member (a [`Puller`]), asking only for as many events as
+/// the free slots can start, each event handled where it arrives (in a task of its own only if it
+/// waits), holding one of `concurrency` slots. On stop: nothing more is asked for; events that
+/// arrived and were not started are handed back at once (a `nak`, so that another member gets them
+/// without waiting for the ack wait); every handler in hand is awaited; and the acknowledgements
+/// are flushed to the server (for up to [`FLUSH_WAIT`]) before the loop returns. Waits on the
+/// server (re-opening the consumer, checking it) give way to a stop.
 async fn run<E: Event + DeserializeOwned>(
     settings: Arc<Settings>,
     mut consumer: jetstream::consumer::Consumer<pull::Config>,
@@ -534,103 +530,186 @@ async fn run<E: Event + DeserializeOwned>(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let freed = Arc::new(Notify::new());
+    // Small requests are batched: a member asks again once a quarter of its slots are free.
+    let batch = settings.concurrency.div_ceil(4);
     let mut handlers = JoinSet::new();
     let name = durable_name(&settings);
+    let client = settings.nats.inner.client.clone();
+    let jetstream = settings.nats.inner.jetstream.clone();
     let mut pause = Duration::from_millis(100);
     let mut checked = tokio::time::Instant::now();
-    let mut messages: Option<pull::Stream> = None;
+    let mut puller: Option<Puller> = None;
     loop {
         while handlers.try_join_next().is_some() {}
-        // A consumer the server no longer has sends no heartbeats: look now and then, and create
-        // it again if it is gone (the server lost its state).
+        // A consumer the server no longer has answers no pull request: look now and then, and
+        // create it again if it is gone (the server lost its state).
         if checked.elapsed() >= CHECK_EVERY {
             checked = tokio::time::Instant::now();
-            if let Err(error) = consumer.get_info().await {
+            let Some(info) = or_stop(&mut stop, consumer.get_info()).await else {
+                break;
+            };
+            if let Err(error) = info {
                 tracing::warn!(consumer = %name, %error, "the consumer is gone or unreachable; opening it again");
-                if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
+                let Some(reopened) =
+                    or_stop(&mut stop, open(&settings, subject::<E>(&settings))).await
+                else {
+                    break;
+                };
+                if let Ok(reopened) = reopened {
                     consumer = reopened;
-                    messages = None;
+                    puller = None;
                 }
             }
         }
-        let slot = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot,
-        };
-        let Ok(slot) = slot else {
-            break; // the semaphore is never closed
-        };
-        let pulling = match &mut messages {
+        let pulling = match &mut puller {
             Some(pulling) => pulling,
-            None => match pull_stream(&consumer, settings.concurrency).await {
-                Ok(pulling) => messages.insert(pulling),
-                Err(error) => {
-                    drop(slot);
-                    tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
-                    if wait_or_stop(&mut stop, pause).await {
-                        break;
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                    // The consumer (or its stream) may be gone: the server lost its state.
-                    if let Ok(reopened) = open(&settings, subject::<E>(&settings)).await {
-                        consumer = reopened;
-                    }
-                    continue;
-                }
-            },
-        };
-        let next = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            next = pulling.next() => next,
-        };
-        match next {
-            Some(Ok(message)) => {
-                pause = Duration::from_millis(100);
-                // Progress follows the ack wait the server applies (the consumer may have been
-                // created by another member with another one).
-                let ack_wait = match consumer.cached_info().config.ack_wait {
-                    wait if wait.is_zero() => settings.ack_wait,
-                    wait => wait,
+            None => {
+                let Some(opened) =
+                    or_stop(&mut stop, Puller::open(&client, &jetstream, &consumer)).await
+                else {
+                    break;
                 };
-                let (settings, stats) = (Arc::clone(&settings), Arc::clone(&stats));
-                let work = Box::pin(async move {
-                    handle::<E>(&settings, &stats, message, ack_wait).await;
-                    drop(slot);
-                });
-                // Most events are handled (and acknowledged) in their first poll, right here:
-                // only those that wait get a task of their own.
-                if let Some(waiting) = first_poll(work).await {
-                    handlers.spawn(waiting);
+                match opened {
+                    Ok(opened) => puller.insert(opened),
+                    Err(error) => {
+                        tracing::warn!(consumer = %name, %error, "cannot subscribe; trying again");
+                        if wait_or_stop(&mut stop, pause).await {
+                            break;
+                        }
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
                 }
             }
-            Some(Err(error)) => {
-                drop(slot);
-                // Missed heartbeats (the server is away), a deleted consumer: pull afresh after a
-                // pause, with the consumer opened again if it is gone.
-                tracing::debug!(consumer = %name, %error, "pulling ended with an error");
-                messages = None;
+        };
+        if let Err(error) = pulling.ask(slots.available_permits(), batch).await {
+            tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
+            puller = None;
+            if wait_or_stop(&mut stop, pause).await {
+                break;
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        let silent_after = pulling.silent_after();
+        let pulled = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            () = freed.notified() => continue,
+            () = sleep_until(silent_after) => {
+                pulling.forget_requests();
+                continue;
+            }
+            pulled = pulling.next() => pulled,
+        };
+        let message = match pulled {
+            Pulled::Event(message) => message,
+            Pulled::Status => continue,
+            Pulled::ConsumerGone(reason) => {
+                tracing::warn!(consumer = %name, %reason, "cannot pull from the consumer; opening it again");
+                puller = None;
                 if wait_or_stop(&mut stop, pause).await {
                     break;
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
-                if consumer.get_info().await.is_err()
-                    && let Ok(reopened) = open(&settings, subject::<E>(&settings)).await
-                {
+                let Some(reopened) =
+                    or_stop(&mut stop, open(&settings, subject::<E>(&settings))).await
+                else {
+                    break;
+                };
+                if let Ok(reopened) = reopened {
                     consumer = reopened;
                 }
+                continue;
             }
-            None => {
-                drop(slot);
-                messages = None;
+            Pulled::Closed => {
+                puller = None;
+                if wait_or_stop(&mut stop, pause).await {
+                    break;
+                }
+                continue;
             }
+        };
+        pause = Duration::from_millis(100);
+        // Progress follows the ack wait the server applies (the consumer may have been created by
+        // another member with another one).
+        let ack_wait = match consumer.cached_info().config.ack_wait {
+            wait if wait.is_zero() => settings.ack_wait,
+            wait => wait,
+        };
+        // Asked for with a slot free, so one is (unless the event is from a request taken for
+        // lost: it waits for a slot, its progress reported meanwhile).
+        let slot = Arc::clone(&slots).try_acquire_owned().ok();
+        let (settings, stats, slots, freed) = (
+            Arc::clone(&settings),
+            Arc::clone(&stats),
+            Arc::clone(&slots),
+            Arc::clone(&freed),
+        );
+        let work = Box::pin(async move {
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match with_progress(&message, ack_wait, slots.acquire_owned()).await {
+                    Ok(slot) => slot,
+                    Err(_) => return, // the semaphore is never closed
+                },
+            };
+            let _slot = Slot {
+                slot: Some(slot),
+                freed,
+            };
+            handle::<E>(&settings, &stats, message, ack_wait).await;
+        });
+        // Most events are handled (and acknowledged) in their first poll, right here: only those
+        // that wait get a task of their own.
+        if let Some(waiting) = first_poll(work).await {
+            handlers.spawn(waiting);
         }
     }
-    if let Some(pulling) = messages {
-        hand_back(pulling).await;
+    if let Some(pulling) = puller {
+        pulling.hand_back().await;
     }
     while handlers.join_next().await.is_some() {}
+    // Acknowledgements are only queued in the client: a process that returns from `main` right
+    // after `shutdown` would lose them (and the server would redeliver those events).
+    if tokio::time::timeout(FLUSH_WAIT, client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(consumer = %name, "could not flush the last acknowledgements; the server redelivers those events after the ack wait");
+    }
+}
+
+/// A handler's slot: freeing it (even by a panic) wakes the pull loop to ask for more.
+struct Slot {
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The permit goes back first, so that the loop woken sees it free.
+        drop(self.slot.take());
+        self.freed.notify_one();
+    }
+}
+
+/// `work`'s output, or `None` if asked to stop first.
+async fn or_stop<T>(stop: &mut watch::Receiver<bool>, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = stop.changed() => None,
+        output = work => Some(output),
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Polls `work` once, catching a panic (reported; the event is left to the ack wait): `None`
@@ -650,30 +729,6 @@ async fn first_poll<F: Future<Output = ()> + Unpin>(mut work: F) -> Option<F> {
                 "handling a NATS event panicked; the server redelivers it after the ack wait"
             );
             None
-        }
-    }
-}
-
-/// The member's pull subscription: batches of half the slots.
-async fn pull_stream(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-    concurrency: usize,
-) -> Result<pull::Stream, jetstream::consumer::StreamError> {
-    consumer
-        .stream()
-        .max_messages_per_batch(concurrency.div_ceil(2))
-        .expires(PULL_WAIT)
-        .heartbeat(HEARTBEAT)
-        .messages()
-        .await
-}
-
-/// Hands back (without delay) the events that arrived for a stopping member but were not started.
-async fn hand_back(mut pulling: pull::Stream) {
-    use futures_util::FutureExt as _;
-    while let Some(Some(Ok(message))) = pulling.next().now_or_never() {
-        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
-            tracing::debug!(%error, "could not hand an event back; the server redelivers it after the ack wait");
         }
     }
 }

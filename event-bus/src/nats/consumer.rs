@@ -63,9 +63,9 @@ enum Target {
 /// - **Limits**: [`concurrency`](Consume::concurrency) events handled at once in this process
 ///   (default 1: in publish order, except for redeliveries), at most
 ///   [`max_ack_pending`](Consume::max_ack_pending) unacknowledged in the whole group. Each
-///   member keeps one pull subscription open and asks for batches of half its slots, so up to
-///   about that many more events wait in the client for a slot; they are handed back at once
-///   when the member stops.
+///   member keeps one pull subscription open and asks the server only for as many events as its
+///   free slots can start, so no event waits in the client (where its ack wait would run
+///   without progress).
 ///
 /// ```no_run
 /// use event_bus::prelude::*;
@@ -415,10 +415,10 @@ impl Consuming {
     }
 
     /// Stops pulling, lets every event in hand finish and be acknowledged (or handed back), and
-    /// returns the final counters. Events the client had pulled ahead but not started are handed
-    /// back (negatively acknowledged, so that another member gets them at once); any still on
-    /// their way from the server when the subscription closes are redelivered after the ack
-    /// wait.
+    /// returns the final counters once the acknowledgements have left for the server (waiting up
+    /// to 5 s for a connection that is down), so that the process may end right after. Events
+    /// that arrived as it stopped and were not started are handed back (negatively acknowledged,
+    /// so that another member gets them at once).
     ///
     /// ```no_run
     /// # use event_bus::prelude::*;

@@ -537,7 +537,7 @@ async fn run<E: Event + DeserializeOwned>(
     let name = durable_name(&settings);
     let client = settings.nats.inner.client.clone();
     let jetstream = settings.nats.inner.jetstream.clone();
-    let mut pause = Duration::from_millis(100);
+    let mut pause = Pause::default();
     let mut checked = tokio::time::Instant::now();
     let mut puller: Option<Puller> = None;
     loop {
@@ -574,10 +574,9 @@ async fn run<E: Event + DeserializeOwned>(
                     Ok(opened) => puller.insert(opened),
                     Err(error) => {
                         tracing::warn!(consumer = %name, %error, "cannot subscribe; trying again");
-                        if wait_or_stop(&mut stop, pause).await {
+                        if pause.wait(&mut stop).await {
                             break;
                         }
-                        pause = (pause * 2).min(Duration::from_secs(5));
                         continue;
                     }
                 }
@@ -586,10 +585,9 @@ async fn run<E: Event + DeserializeOwned>(
         if let Err(error) = pulling.ask(slots.available_permits(), batch).await {
             tracing::warn!(consumer = %name, %error, "cannot pull; trying again");
             puller = None;
-            if wait_or_stop(&mut stop, pause).await {
+            if pause.wait(&mut stop).await {
                 break;
             }
-            pause = (pause * 2).min(Duration::from_secs(5));
             continue;
         }
         let silent_after = pulling.silent_after();
@@ -609,10 +607,9 @@ async fn run<E: Event + DeserializeOwned>(
             Pulled::ConsumerGone(reason) => {
                 tracing::warn!(consumer = %name, %reason, "cannot pull from the consumer; opening it again");
                 puller = None;
-                if wait_or_stop(&mut stop, pause).await {
+                if pause.wait(&mut stop).await {
                     break;
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
                 let Some(reopened) =
                     or_stop(&mut stop, open(&settings, subject::<E>(&settings))).await
                 else {
@@ -625,13 +622,13 @@ async fn run<E: Event + DeserializeOwned>(
             }
             Pulled::Closed => {
                 puller = None;
-                if wait_or_stop(&mut stop, pause).await {
+                if pause.wait(&mut stop).await {
                     break;
                 }
                 continue;
             }
         };
-        pause = Duration::from_millis(100);
+        pause = Pause::default();
         // Progress follows the ack wait the server applies (the consumer may have been created by
         // another member with another one).
         let ack_wait = match consumer.cached_info().config.ack_wait {
@@ -733,11 +730,24 @@ async fn first_poll<F: Future<Output = ()> + Unpin>(mut work: F) -> Option<F> {
     }
 }
 
-/// Sleeps `pause` unless asked to stop first; `true` when asked to stop.
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    tokio::select! {
-        _ = stop.changed() => true,
-        () = tokio::time::sleep(pause) => *stop.borrow(),
+/// The pause before trying the server again: 100 ms, doubling up to 5 s.
+struct Pause(Duration);
+
+impl Default for Pause {
+    fn default() -> Self {
+        Pause(Duration::from_millis(100))
+    }
+}
+
+impl Pause {
+    /// Sleeps the pause (then doubles it) unless asked to stop first; `true` when asked to stop.
+    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            _ = stop.changed() => true,
+            () = tokio::time::sleep(pause) => *stop.borrow(),
+        }
     }
 }
 

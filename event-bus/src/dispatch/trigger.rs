@@ -60,12 +60,11 @@ fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
         };
         return continue_after_failure(snapshot, event, 1, cause);
     }
-    // The index of the next listener to run, kept outside the unwind boundary: after a panic, the
-    // listener before it is the one that panicked.
-    let mut next = 0;
+    // The listeners not started yet, kept outside the unwind boundary: after a failure (an error
+    // or a panic), the listener before them is the one that failed.
+    let mut remaining = listeners.iter();
     let finished = catch_unwind(AssertUnwindSafe(|| {
-        while let Some(listener) = listeners.get(next) {
-            next += 1;
+        for listener in remaining.by_ref() {
             listener(event)?;
         }
         Ok(())
@@ -75,6 +74,7 @@ fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
         Ok(Err(error)) => FailureCause::Error(error),
         Err(payload) => FailureCause::Panic(panic_message(payload)),
     };
+    let next = listeners.len() - remaining.len();
     continue_after_failure(snapshot, event, next, cause)
 }
 

@@ -54,7 +54,12 @@ async fn publish_range(nats: &Nats, ids: std::ops::Range<u64>) {
 
 /// Waits (up to 20 s) until `done` holds.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    within(Duration::from_secs(20), what, done).await;
+}
+
+/// Waits until `done` holds, failing after `limit`.
+async fn within(limit: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
     while !done() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -62,6 +67,20 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `seen`'s recording pipeline behind a handler that takes `delay` per event.
+fn slow(seen: &Seen, delay: Duration) -> Pipeline {
+    let recorded = seen.pipeline(never);
+    Pipeline::builder()
+        .then(from_fn(move |message: Message, _: Next| {
+            let recorded = recorded.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                recorded.process(message).await
+            }
+        }))
+        .build()
 }
 
 async fn cleanup(nats: &Nats) {
@@ -404,31 +423,21 @@ async fn a_stopping_member_hands_back_what_it_pulled_ahead_at_once() {
         return;
     };
     publish_range(&nats, 0..40).await;
-    let slow = Seen::default();
-    let recorded = slow.pipeline(never);
-    let slow_pipeline = Pipeline::builder()
-        .then(from_fn(move |message: Message, _: Next| {
-            let recorded = recorded.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                recorded.process(message).await
-            }
-        }))
-        .build();
+    let slowly = Seen::default();
     let first = nats
         .consume::<Item>("handback")
-        .pipeline(slow_pipeline)
+        .pipeline(slow(&slowly, Duration::from_millis(200)))
         .ack_wait(Duration::from_secs(30))
         .concurrency(8)
         .start()
         .await
         .expect("first member");
     eventually("the first member handled some", || {
-        slow.handled().len() >= 8
+        slowly.handled().len() >= 8
     })
     .await;
     let stats = first.shutdown().await;
-    let by_first = slow.handled();
+    let by_first = slowly.handled();
     assert!(by_first.len() < 40, "stopped mid-stream");
     assert_eq!(stats.acked as usize, by_first.len());
 
@@ -442,15 +451,12 @@ async fn a_stopping_member_hands_back_what_it_pulled_ahead_at_once() {
         .await
         .expect("second member");
     // Well within the ack wait: nothing of the first member's is left waiting for it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while by_first.len() + fast.handled().len() < 40 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events held by the stopped member: {} of 40 handled",
-            by_first.len() + fast.handled().len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "events held by the stopped member",
+        || by_first.len() + fast.handled().len() >= 40,
+    )
+    .await;
     second.shutdown().await;
     let mut all: Vec<u64> = by_first.into_iter().chain(fast.handled()).collect();
     all.sort_unstable();
@@ -482,15 +488,12 @@ async fn events_published_after_an_idle_member_stopped_go_to_the_others() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stopping.shutdown().await;
     publish_range(&nats, 4..40).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while seen.handled().len() < 40 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events sent to the stopped member: {} of 40 handled",
-            seen.handled().len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "events sent to the stopped member",
+        || seen.handled().len() >= 40,
+    )
+    .await;
     staying.shutdown().await;
     assert!(seen.counts().values().all(|&n| n == 1));
     cleanup(&nats).await;
@@ -506,19 +509,9 @@ async fn events_are_not_redelivered_while_they_wait_for_a_slot() {
     };
     publish_range(&nats, 0..12).await;
     let seen = Seen::default();
-    let recorded = seen.pipeline(never);
-    let slow = Pipeline::builder()
-        .then(from_fn(move |message: Message, _: Next| {
-            let recorded = recorded.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                recorded.process(message).await
-            }
-        }))
-        .build();
     let member = nats
         .consume::<Item>("no-wait")
-        .pipeline(slow)
+        .pipeline(slow(&seen, Duration::from_millis(1500)))
         .ack_wait(Duration::from_secs(2))
         .concurrency(4)
         .start()

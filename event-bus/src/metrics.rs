@@ -1,7 +1,9 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`): the
 //! application installs the recorder it wants (Prometheus, OpenTelemetry, StatsD, ...), then calls
 //! [`enable`]. Until then nothing is recorded and the hot paths pay nothing for it: `trigger` keeps
-//! its fast path, and each dispatch mode checks one flag.
+//! its fast path without even reading the switch (flipping it makes every thread's cached
+//! listener list stale, and the list is sorted again on its next load), and each other dispatch
+//! mode checks one flag.
 //!
 //! | metric | type | labels | one per |
 //! | --- | --- | --- | --- |
@@ -45,8 +47,8 @@ use crate::report::FailureCause;
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Starts recording into the `metrics` facade's global recorder. Call it once the application's
-/// recorder is installed; dispatches that started before keep their fast path until their next
-/// dispatch.
+/// recorder is installed. Dispatches already running finish unrecorded; later ones record (on
+/// another thread, from the moment it sees the switch, as with any atomic flag).
 ///
 /// ```
 /// event_bus::metrics::enable();
@@ -54,6 +56,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// ```
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
+    crate::registry::thread_cache::invalidate_all();
 }
 
 /// Stops recording.
@@ -64,6 +67,7 @@ pub fn enable() {
 /// ```
 pub fn disable() {
     ENABLED.store(false, Ordering::Relaxed);
+    crate::registry::thread_cache::invalidate_all();
 }
 
 /// Whether [`enable`] was called (and not undone by [`disable`]).

@@ -73,6 +73,9 @@ pub(crate) struct State<E> {
     /// Every listener registered, while it lives (in a snapshot, or held by a running task):
     /// detached tasks count themselves in their listener's entry.
     entries: Mutex<Vec<Weak<Entry<E>>>>,
+    /// Whether this (global) registry is listed among those the metrics switch invalidates.
+    #[cfg(feature = "metrics")]
+    listed: AtomicBool,
 }
 
 impl<E: Event> State<E> {
@@ -83,6 +86,8 @@ impl<E: Event> State<E> {
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
             entries: Mutex::new(Vec::new()),
+            #[cfg(feature = "metrics")]
+            listed: AtomicBool::new(false),
         }
     }
 
@@ -95,6 +100,20 @@ impl<E: Event> State<E> {
 
     fn load(&self) -> Option<Arc<Snapshot<E>>> {
         self.current.load_full()
+    }
+
+    /// The current snapshot of the global registry, for a thread's cache: installs the
+    /// `#[listener]` functions first and, with metrics compiled in, lists the registry among those
+    /// whose caches the metrics switch makes stale.
+    fn load_for_cache(&self) -> Option<Arc<Snapshot<E>>> {
+        static_listeners::ensure_installed();
+        #[cfg(feature = "metrics")]
+        thread_cache::watch(&self.listed, || {
+            if let Core::Global(state) = &E::registry().core {
+                state.generation.fetch_add(1, Ordering::Release);
+            }
+        });
+        self.load()
     }
 
     fn insert(&self, priority: i32, name: Arc<str>, callback: Callback<E>) -> u64 {
@@ -261,10 +280,7 @@ impl<E: Event> Registry<E> {
             Core::Global(state) => {
                 // As in `trigger`: from this thread's cache while the generation is unchanged.
                 let generation = state.generation.load(Ordering::Acquire);
-                let load = || {
-                    static_listeners::ensure_installed();
-                    state.load()
-                };
+                let load = || state.load_for_cache();
                 E::__thread_cache()
                     .and_then(|cache| cache.try_with(|cache| cache.current(generation, load)).ok())
                     .unwrap_or_else(load)
@@ -471,10 +487,7 @@ impl<E: Event> Registry<E> {
                     && let Ok(report) = cache.try_with(|cache| match event.take() {
                         Some(event) => cache.trigger(
                             generation,
-                            || {
-                                static_listeners::ensure_installed();
-                                state.load()
-                            },
+                            || state.load_for_cache(),
                             state.scope(),
                             event,
                         ),

@@ -156,6 +156,48 @@ async fn every_dispatch_mode_counts_dispatches_deliveries_failures_and_durations
     assert_eq!(meter.value("event_bus_triggered_total", &labels), Some(1.0));
 }
 
+/// `trigger`'s hot path does not read the switch: flipping it must still reach the listener
+/// lists that threads cached before it flipped, on this thread and on another.
+#[tokio::test]
+async fn the_switch_reaches_listener_lists_cached_before_it_flipped() {
+    let (_turn, meter) = meter().await;
+    #[event(name = "metered.cached")]
+    struct Cached;
+    Cached::register(|_: &Cached| {});
+    let counted = || {
+        let labels = [("event", "metered.cached"), ("mode", "trigger")];
+        meter.value("event_bus_triggered_total", &labels)
+    };
+
+    event_bus::metrics::disable();
+    // Loaded into this thread's cache while off, then a hit on it.
+    assert!(Cached.trigger().is_success() && Cached.trigger().is_success());
+    assert_eq!(counted(), None);
+    event_bus::metrics::enable();
+    assert!(Cached.trigger().is_success());
+    assert_eq!(counted(), Some(1.0));
+    event_bus::metrics::disable();
+    assert!(Cached.trigger().is_success());
+    assert_eq!(counted(), Some(1.0));
+
+    // Another thread caches the list while the switch is off; the switch flips; its next trigger
+    // records.
+    let (flipped, wait_flip) = std::sync::mpsc::channel::<()>();
+    let (cached, wait_cached) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        assert!(Cached.trigger().is_success() && Cached.trigger().is_success());
+        cached.send(()).expect("the test waits");
+        wait_flip.recv().expect("the test flips the switch");
+        Cached.trigger().is_success()
+    });
+    wait_cached.recv().expect("the thread cached the list");
+    assert_eq!(counted(), Some(1.0));
+    event_bus::metrics::enable();
+    flipped.send(()).expect("the thread waits");
+    assert!(other.join().expect("the thread ran"));
+    assert_eq!(counted(), Some(2.0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn pipelines_count_messages_retries_dead_letters_and_inbox_depth() {
     let (_turn, meter) = meter().await;

@@ -33,6 +33,11 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+#[cfg(feature = "metrics")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[cfg(feature = "metrics")]
+use parking_lot::Mutex;
 
 use super::snapshot::Snapshot;
 use crate::dispatch;
@@ -44,7 +49,35 @@ use crate::report::Report;
 struct Cached<E> {
     /// The registry's generation when `snapshot` was loaded (loaded before it).
     generation: u64,
-    snapshot: Option<Arc<Snapshot<E>>>,
+    snapshot: Loaded<E>,
+}
+
+/// A cached snapshot, sorted once (when it is loaded) by the path its dispatches take.
+enum Loaded<E> {
+    /// Only synchronous listeners, and metrics were off when it was loaded: a hit runs the inlined
+    /// hot loop with no further check.
+    Hot(Arc<Snapshot<E>>),
+    /// Anything else: no listeners, async listeners, or metrics being recorded.
+    Cold(Option<Arc<Snapshot<E>>>),
+}
+
+impl<E> Loaded<E> {
+    /// Sorts `snapshot`. Called after the generation was read, so that a change of the metrics
+    /// switch (which bumps the generation of every cached registry after it flips) that this
+    /// thread's generation already shows is also seen here.
+    fn new(snapshot: Option<Arc<Snapshot<E>>>) -> Self {
+        match snapshot {
+            Some(snapshot) if !snapshot.has_async && !crate::metrics::on() => Loaded::Hot(snapshot),
+            other => Loaded::Cold(other),
+        }
+    }
+
+    fn get(&self) -> Option<&Arc<Snapshot<E>>> {
+        match self {
+            Loaded::Hot(snapshot) => Some(snapshot),
+            Loaded::Cold(snapshot) => snapshot.as_ref(),
+        }
+    }
 }
 
 /// One event type's per-thread snapshot cache. Written by `#[event]`; not for users.
@@ -73,9 +106,9 @@ impl<E: Event> ThreadCache<E> {
     /// Triggers `event` over the current snapshot: the cached one when `generation` (read by the
     /// caller before anything else) still matches, else one freshly loaded by `load`.
     ///
-    /// Inlined into the caller: a hit on a snapshot of synchronous listeners runs the hot loop
-    /// right there (a call into the library costs more than the rest of the dispatch); anything
-    /// else (a miss, no listeners, async listeners) goes through [`ThreadCache::trigger_slow`].
+    /// Inlined into the caller: a hit on a [`Loaded::Hot`] snapshot runs the hot loop right there
+    /// (a call into the library costs more than the rest of the dispatch); anything else (a miss,
+    /// no listeners, async listeners, metrics on) goes through [`ThreadCache::trigger_slow`].
     #[inline(always)]
     pub(crate) fn trigger(
         &self,
@@ -87,9 +120,7 @@ impl<E: Event> ThreadCache<E> {
         if let Ok(slot) = self.slot.try_borrow()
             && let Some(cached) = &*slot
             && cached.generation == generation
-            && let Some(snapshot) = &cached.snapshot
-            && !snapshot.has_async
-            && !crate::metrics::on()
+            && let Loaded::Hot(snapshot) = &cached.snapshot
         {
             return dispatch::run_sync_only(snapshot, event);
         }
@@ -110,7 +141,7 @@ impl<E: Event> ThreadCache<E> {
             && let Some(cached) = &*slot
             && cached.generation == generation
         {
-            return dispatch::trigger(scope, cached.snapshot.as_ref(), event);
+            return dispatch::trigger(scope, cached.snapshot.get(), event);
         }
         let snapshot = self.refresh(generation, load);
         dispatch::trigger(scope, snapshot.as_ref(), event)
@@ -128,7 +159,7 @@ impl<E: Event> ThreadCache<E> {
             && let Some(cached) = &*slot
             && cached.generation == generation
         {
-            return cached.snapshot.clone();
+            return cached.snapshot.get().cloned();
         }
         self.refresh(generation, load)
     }
@@ -147,13 +178,43 @@ impl<E: Event> ThreadCache<E> {
         };
         let stale = slot.replace(Cached {
             generation,
-            snapshot: snapshot.clone(),
+            snapshot: Loaded::new(snapshot.clone()),
         });
         drop(slot);
         // The stale snapshot may hold the last reference to a removed listener, whose captures'
         // `Drop` may use this registry: dropped with no borrow held.
         drop(stale);
         snapshot
+    }
+}
+
+/// The global registries that some thread has cached, each by a function that makes its caches
+/// stale: what [`invalidate_all`] walks.
+#[cfg(feature = "metrics")]
+static CACHED: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Lists a global registry (once: `listed` is its flag) among those [`invalidate_all`] reaches.
+/// Called before each load into a cache, so no cache holds a snapshot of a registry not listed.
+#[cfg(feature = "metrics")]
+pub(crate) fn watch(listed: &AtomicBool, invalidate: fn()) {
+    if listed.load(Ordering::Acquire) {
+        return;
+    }
+    let mut cached = CACHED.lock();
+    if !listed.load(Ordering::Relaxed) {
+        cached.push(invalidate);
+        listed.store(true, Ordering::Release);
+    }
+}
+
+/// Makes every cached snapshot stale, so that each thread's next trigger loads and sorts it again:
+/// called by the metrics switch after it flips, since a [`Loaded::Hot`] hit does not look at it.
+/// A thread whose generation read shows the bump also sees the switch (the bump is `Release`);
+/// a registry listed after this walk is loaded after the switch flipped (the lock orders them).
+#[cfg(feature = "metrics")]
+pub(crate) fn invalidate_all() {
+    for invalidate in CACHED.lock().iter() {
+        invalidate();
     }
 }
 

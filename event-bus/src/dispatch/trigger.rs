@@ -51,15 +51,6 @@ pub(crate) fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: E) -> Repor
 #[inline(always)]
 fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
     let listeners = &*snapshot.sync_only;
-    // One listener (the most common case): no loop, no index to keep.
-    if let [only] = listeners {
-        let cause = match catch_unwind(AssertUnwindSafe(|| only(event))) {
-            Ok(Ok(())) => return Report::all_succeeded(1),
-            Ok(Err(error)) => FailureCause::Error(error),
-            Err(payload) => FailureCause::Panic(panic_message(payload)),
-        };
-        return continue_after_failure(snapshot, event, 1, cause);
-    }
     // The listeners not started yet, kept outside the unwind boundary: after a failure (an error
     // or a panic), the listener before them is the one that failed.
     let mut remaining = listeners.iter();

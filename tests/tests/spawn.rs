@@ -258,6 +258,31 @@ async fn a_payload_whose_drop_panics_does_not_blame_a_listener() {
     assert!(!report.is_success());
 }
 
+/// One task can have both to report: its listener failed, and it let go of the payload last, whose
+/// `Drop` panicked. Both reach the report, the failure under the listener's name.
+#[tokio::test]
+async fn a_failing_listener_that_drops_a_panicking_payload_reports_both() {
+    event_bus_tests::quiet_panics();
+    let registry = Registry::<Fragile>::new();
+    registry
+        .listener()
+        .name("declines")
+        .register(|_: &Fragile| Err::<(), _>("declined"));
+    let report = registry.spawn(Fragile).await;
+    assert_eq!(report.succeeded(), 0, "{report}");
+    assert_eq!(report.failures().len(), 2, "{report}");
+    let listener = &report.failures()[0];
+    assert_eq!(listener.listener(), "declines");
+    assert!(
+        matches!(listener.cause(), FailureCause::Error(e) if e.to_string() == "declined"),
+        "{listener}"
+    );
+    assert!(
+        matches!(report.failures()[1].cause(), FailureCause::PayloadDropPanic(m) if m == "fragile payload"),
+        "{report}"
+    );
+}
+
 /// Found by the second fault hunt: with no listener (or when refused), the payload is dropped by
 /// `spawn` itself: a panic there is reported, never unwinds out of `spawn`.
 #[tokio::test]

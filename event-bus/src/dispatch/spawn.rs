@@ -13,14 +13,14 @@ use super::payload::{drop_payload, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
-use crate::listener::Callback;
+use crate::listener::{Callback, SharedSync};
 use crate::metrics::{self, Timer};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
 use crate::registry::snapshot::{Entry, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 use crate::spans;
-use tracing::Instrument as _;
+use tracing::{Instrument as _, Span};
 
 /// Listener names by dispatch position, without naming the event type: lets the non-generic
 /// [`Dispatch`] name a listener whose task was cancelled.
@@ -69,21 +69,30 @@ pub(crate) fn spawn<E: Event>(
         .entries
         .iter()
         .map(|entry| {
+            // `running` counts the task while it runs, holds the listener it runs, and reports
+            // the task cancelled if it is dropped before `finish`.
             let running = Running::counted(entry);
             let event = Arc::clone(&event);
             let span = spans::listener(E::NAME, &entry.name);
-            // `running` counts the task while it runs, holds the listener it runs, and reports
-            // the task cancelled if it is dropped before `finish`.
-            let task = async move {
-                let outcome = run_entry(running.entry(), event).await;
-                running.finish();
-                outcome
-            };
-            if span.is_disabled() {
-                // No subscriber wants it: no wrapper in the task.
-                runtime.spawn(task)
-            } else {
-                runtime.spawn(task.instrument(span))
+            // A synchronous listener's task has no await point of its own: a future of a few
+            // words, where one that can await an async listener is several times larger (tokio
+            // allocates and moves the whole future for every task).
+            match &entry.callback {
+                Callback::Sync(_) => start(&runtime, span, async move {
+                    let outcome = match &running.entry().callback {
+                        Callback::Sync(listener) => run_sync(running.entry(), listener, event),
+                        // Not reached (an entry's callback never changes), and correct anyway:
+                        // boxed, so that it does not grow the common future.
+                        Callback::Async(_) => Box::pin(run_entry(running.entry(), event)).await,
+                    };
+                    running.finish();
+                    outcome
+                }),
+                Callback::Async(_) => start(&runtime, span, async move {
+                    let outcome = run_entry(running.entry(), event).await;
+                    running.finish();
+                    outcome
+                }),
             }
         })
         .collect();
@@ -98,35 +107,70 @@ pub(crate) fn spawn<E: Event>(
     }
 }
 
-/// The body of one listener's task. A failure is logged here, so a detached dispatch still reports
-/// it, and carries the listener's name back to the [`Dispatch`]. The task that drops the shared
-/// payload last runs its `Drop`: a panic there is the payload's, not the listener's.
+/// Spawns one listener's task, wrapped in `span` only if a subscriber wants it.
+fn start<F>(runtime: &Handle, span: Span, task: F) -> JoinHandle<TaskOutcome>
+where
+    F: Future<Output = TaskOutcome> + Send + 'static,
+{
+    if span.is_disabled() {
+        runtime.spawn(task)
+    } else {
+        runtime.spawn(task.instrument(span))
+    }
+}
+
+/// The body of a synchronous listener's task.
+fn run_sync<E: Event>(
+    entry: &Entry<E>,
+    listener: &Arc<dyn SharedSync<E>>,
+    event: Arc<E>,
+) -> TaskOutcome {
+    let timer = Timer::start();
+    let outcome = run_guarded(|| listener.call(&event));
+    ended(entry, event, outcome, timer)
+}
+
+/// The body of a listener's task, of either kind.
 async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
     let timer = Timer::start();
-    let outcome: Outcome = match &entry.callback {
+    let outcome = match &entry.callback {
         Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
         // This task keeps its own owner of the payload, so the listener's is never the last.
         Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
     };
+    ended(entry, event, outcome, timer)
+}
+
+/// What a listener's task returns once the listener ran. A failure is logged here, so a detached
+/// dispatch still reports it, and carries the listener's name back to the [`Dispatch`]. The task
+/// that drops the shared payload last runs its `Drop`: a panic there is the payload's, not the
+/// listener's.
+fn ended<E: Event>(entry: &Entry<E>, event: Arc<E>, outcome: Outcome, timer: Timer) -> TaskOutcome {
     metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
     // Logged before the payload is dropped: a panic in its `Drop` must not take the place of
     // the listener's panic in the thread's record of the latest panic (its backtrace).
-    let listener = outcome.map_err(|cause| {
+    let listener = outcome.err().map(|cause| {
         let name = Arc::clone(&entry.name);
         cause.log(E::NAME, &name);
         (name, cause)
     });
     let payload_drop = drop_payload::<E, _>(event);
-    TaskOutcome {
+    if listener.is_none() && payload_drop.is_none() {
+        return None;
+    }
+    Some(Box::new(TaskFailure {
         listener,
         payload_drop,
-    }
+    }))
 }
 
-/// What a listener task returns: its failure with the listener's name, and a panic of the
-/// payload's `Drop` if this task ran it.
-struct TaskOutcome {
-    listener: Result<(), (Arc<str>, FailureCause)>,
+/// What a listener task returns: `None` when its listener succeeded and no payload `Drop` panicked
+/// (one word, the common case), else what went wrong.
+type TaskOutcome = Option<Box<TaskFailure>>;
+
+/// A listener's failure with its name, and a panic of the payload's `Drop` if this task ran it.
+struct TaskFailure {
+    listener: Option<(Arc<str>, FailureCause)>,
     payload_drop: Option<String>,
 }
 
@@ -241,16 +285,20 @@ impl Future for Dispatch {
             this.next += 1;
             let event = this.event;
             let (listener, payload_drop) = match joined {
-                Ok(TaskOutcome {
-                    listener,
-                    payload_drop,
-                }) => (Ok(listener), payload_drop),
+                Ok(None) => (Ok(None), None),
+                Ok(Some(failure)) => {
+                    let TaskFailure {
+                        listener,
+                        payload_drop,
+                    } = *failure;
+                    (Ok(listener), payload_drop)
+                }
                 Err(error) => (Err(error), None),
             };
             let failure = match listener {
-                Ok(Ok(())) => None,
+                Ok(None) => None,
                 // Already logged by the task itself.
-                Ok(Err((name, cause))) => Some((name, cause, false)),
+                Ok(Some((name, cause))) => Some((name, cause, false)),
                 Err(error) if error.is_panic() => {
                     // The panic happened in the task, on whatever thread ran it: no backtrace of
                     // this thread belongs to it.

@@ -172,8 +172,13 @@ impl Report {
     /// ```
     #[inline]
     pub fn detached(&self) -> usize {
-        self.listeners()
-            .saturating_sub(self.succeeded() + self.failures().len())
+        // A payload `Drop` panic is in `failures` but is not a listener's.
+        let failed = self
+            .failures()
+            .iter()
+            .filter(|failure| !matches!(failure.cause, FailureCause::PayloadDropPanic(_)))
+            .count();
+        self.listeners().saturating_sub(self.succeeded() + failed)
     }
 
     /// The listeners that failed, in dispatch order.
@@ -426,8 +431,9 @@ pub enum FailureCause {
     /// Every dispatch mode drops the payload's last owner (its own, or a listener task's) with
     /// the panic caught, so it never escapes the call; the dispatch's report has it when the
     /// dispatch itself (or, for an awaited `spawn`, one of its tasks) dropped the payload last;
-    /// otherwise (an async listener detached by `trigger` held it longest) it is logged and
-    /// reported to the [error reporter](crate::reporting) only. The failure's
+    /// otherwise (an async listener detached by `trigger` held it longest, or the listener tasks
+    /// holding it were cancelled by their runtime shutting down) it is logged and reported to the
+    /// [error reporter](crate::reporting) only. The failure's
     /// [`listener`](Failure::listener) is empty, and no listener is counted as failed.
     #[error("the event payload panicked while being dropped: {0}")]
     PayloadDropPanic(String),
@@ -478,6 +484,26 @@ mod tests {
         );
         assert!(!report.is_success());
         assert_eq!(report.failures()[0].event(), "Ping");
+    }
+
+    /// Found by a fault hunt: the payload's `Drop` panic is in `failures`, but it is not a
+    /// listener, so it must not hide a detached one.
+    #[test]
+    fn a_payload_drop_panic_is_not_counted_against_detached_listeners() {
+        let mut report = Report::new(2);
+        report.record_success();
+        report.push_failure(
+            "Ping",
+            &Arc::from(""),
+            FailureCause::PayloadDropPanic("drop".into()),
+        );
+        assert_eq!(report.detached(), 1);
+        report.record_failure(
+            "Ping",
+            &Arc::from("audit"),
+            FailureCause::Error("no".into()),
+        );
+        assert_eq!(report.detached(), 0);
     }
 
     #[test]

@@ -44,3 +44,48 @@ fn with_payload_drop_panic<E: Event>(mut report: Report, message: String) -> Rep
     );
     report
 }
+
+/// A listener task's own owner of the payload. However the task ends, this owner is dropped with
+/// the panic of the payload's `Drop` caught: by [`PayloadOwner::release`] when the task runs to
+/// its end, or by this guard's `Drop` when the task is cancelled (its future dropped by a runtime
+/// shutting down). Unguarded, that panic would become the task's own and be blamed on its
+/// listener.
+///
+/// Declared in the task before anything that borrows or clones the payload, so that a cancelled
+/// task drops it after the listener's future: this owner is then the last if the task's is.
+pub(crate) struct PayloadOwner<E: Event> {
+    /// `None` only once released or dropped.
+    payload: Option<Arc<E>>,
+}
+
+impl<E: Event> PayloadOwner<E> {
+    pub(crate) fn new(payload: Arc<E>) -> Self {
+        PayloadOwner {
+            payload: Some(payload),
+        }
+    }
+
+    /// The payload.
+    pub(crate) fn get(&self) -> &Arc<E> {
+        match &self.payload {
+            Some(payload) => payload,
+            // Only `release` and `Drop` take it, and both consume the owner.
+            None => unreachable!("a released payload owner is gone"),
+        }
+    }
+
+    /// Drops this owner now: the panic message, logged and reported, if the payload's `Drop`
+    /// ran and panicked.
+    pub(crate) fn release(mut self) -> Option<String> {
+        self.payload.take().and_then(drop_payload::<E, _>)
+    }
+}
+
+impl<E: Event> Drop for PayloadOwner<E> {
+    fn drop(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            // Logged and reported by `drop_payload`: a cancelled task has no report to add it to.
+            let _ = drop_payload::<E, _>(payload);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use super::payload::{drop_payload, dropped};
+use super::payload::{PayloadOwner, dropped};
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
@@ -72,7 +72,8 @@ pub(crate) fn spawn<E: Event>(
             // `running` counts the task while it runs, holds the listener it runs, and reports
             // the task cancelled if it is dropped before `finish`.
             let running = Running::counted(entry);
-            let event = Arc::clone(&event);
+            // Guarded: a panic in the payload's `Drop` is never this task's, even when cancelled.
+            let event = PayloadOwner::new(Arc::clone(&event));
             let span = spans::listener(E::NAME, &entry.name);
             // A synchronous listener's task has no await point of its own: a future of a few
             // words, where one that can await an async listener is several times larger (tokio
@@ -123,20 +124,23 @@ where
 fn run_sync<E: Event>(
     entry: &Entry<E>,
     listener: &Arc<dyn SharedSync<E>>,
-    event: Arc<E>,
+    event: PayloadOwner<E>,
 ) -> TaskOutcome {
     let timer = Timer::start();
-    let outcome = run_guarded(|| listener.call(&event));
+    let outcome = run_guarded(|| listener.call(event.get()));
     ended(entry, event, outcome, timer)
 }
 
-/// The body of a listener's task, of either kind.
-async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
+/// The body of a listener's task, of either kind (also `trigger`'s detached tasks). Its failure is
+/// logged here.
+pub(super) async fn run_entry<E: Event>(entry: &Entry<E>, event: PayloadOwner<E>) -> TaskOutcome {
     let timer = Timer::start();
     let outcome = match &entry.callback {
-        Callback::Sync(listener) => run_guarded(|| listener.call(&event)),
-        // This task keeps its own owner of the payload, so the listener's is never the last.
-        Callback::Async(listener) => run_async(listener, Arc::clone(&event)).await,
+        Callback::Sync(listener) => run_guarded(|| listener.call(event.get())),
+        // This task keeps its own owner of the payload, so the listener's is never the last; if
+        // the task is cancelled while it awaits, the listener's future (declared later) is
+        // dropped first.
+        Callback::Async(listener) => run_async(listener, Arc::clone(event.get())).await,
     };
     ended(entry, event, outcome, timer)
 }
@@ -145,7 +149,12 @@ async fn run_entry<E: Event>(entry: &Entry<E>, event: Arc<E>) -> TaskOutcome {
 /// dispatch still reports it, and carries the listener's name back to the [`Dispatch`]. The task
 /// that drops the shared payload last runs its `Drop`: a panic there is the payload's, not the
 /// listener's.
-fn ended<E: Event>(entry: &Entry<E>, event: Arc<E>, outcome: Outcome, timer: Timer) -> TaskOutcome {
+fn ended<E: Event>(
+    entry: &Entry<E>,
+    event: PayloadOwner<E>,
+    outcome: Outcome,
+    timer: Timer,
+) -> TaskOutcome {
     metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
     // Logged before the payload is dropped: a panic in its `Drop` must not take the place of
     // the listener's panic in the thread's record of the latest panic (its backtrace).
@@ -154,7 +163,7 @@ fn ended<E: Event>(entry: &Entry<E>, event: Arc<E>, outcome: Outcome, timer: Tim
         cause.log(E::NAME, &name);
         (name, cause)
     });
-    let payload_drop = drop_payload::<E, _>(event);
+    let payload_drop = event.release();
     if listener.is_none() && payload_drop.is_none() {
         return None;
     }
@@ -166,10 +175,10 @@ fn ended<E: Event>(entry: &Entry<E>, event: Arc<E>, outcome: Outcome, timer: Tim
 
 /// What a listener task returns: `None` when its listener succeeded and no payload `Drop` panicked
 /// (one word, the common case), else what went wrong.
-type TaskOutcome = Option<Box<TaskFailure>>;
+pub(super) type TaskOutcome = Option<Box<TaskFailure>>;
 
 /// A listener's failure with its name, and a panic of the payload's `Drop` if this task ran it.
-struct TaskFailure {
+pub(super) struct TaskFailure {
     listener: Option<(Arc<str>, FailureCause)>,
     payload_drop: Option<String>,
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use super::payload::{drop_payload, dropped};
-use super::run_async;
+use super::payload::{PayloadOwner, dropped};
+use super::spawn::run_entry;
 use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::listener::Callback;
@@ -144,7 +144,7 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                     Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
                 }
             }
-            (Callback::Async(listener), Some(runtime)) => {
+            (Callback::Async(_), Some(runtime)) => {
                 // Counted before the drain flag is read (see `lifecycle`).
                 let tracked = Running::start(entry);
                 if scope.refuses() {
@@ -152,21 +152,15 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                     report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
                     continue;
                 }
+                // The task keeps its own owner of the payload, guarded: a panic in the payload's
+                // `Drop` is never the listener's (even when the task is cancelled), and never
+                // escapes.
+                let payload = PayloadOwner::new(Arc::clone(&event));
                 let span = spans::listener(E::NAME, &entry.name);
-                let timer = Timer::start();
-                let task = span.in_scope(|| run_async(listener, Arc::clone(&event)));
-                // The task keeps its own owner of the payload, dropped last and guarded: a panic
-                // in the payload's `Drop` is never the listener's, and never escapes.
-                let payload = Arc::clone(&event);
-                let name = Arc::clone(&entry.name);
                 runtime.spawn(
                     async move {
-                        let outcome = task.await;
-                        metrics::listener_ran(E::NAME, &name, outcome.is_ok(), timer);
-                        if let Err(cause) = outcome {
-                            cause.log(E::NAME, &name);
-                        }
-                        drop_payload::<E, _>(payload);
+                        // Its failure is logged there: nobody awaits this task.
+                        let _ = run_entry(tracked.entry(), payload).await;
                         tracked.finish();
                     }
                     .instrument(span),

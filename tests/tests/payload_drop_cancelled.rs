@@ -95,11 +95,12 @@ fn spawn_reports_cancelled_listeners_and_the_payload_panic_apart() {
     let (_turn, seen) = reporter();
     let registry = registry();
     let doomed = runtime();
-    let dispatch = doomed.block_on(async {
-        let dispatch = registry.spawn(Brittle);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        dispatch
-    });
+    let dispatch = {
+        let _entered = doomed.enter();
+        registry.spawn(Brittle)
+    };
+    // The listener tasks start on the runtime's workers and wait.
+    doomed.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     doomed.shutdown_timeout(Duration::from_secs(1));
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()

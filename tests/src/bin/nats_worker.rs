@@ -2,7 +2,7 @@
 //! scenario over NATS JetStream and PostgreSQL. It consumes the three order event types (subjects
 //! behind PREFIX) as a member of the work-queue group `orders`, runs the orders pipeline (join,
 //! idempotency, business effect) on the PostgreSQL schema SCHEMA, and prints `DONE` and exits
-//! once EXPECTED distinct orders have been applied (by any member). Several run at once and are
+//! once EXPECTED distinct orders have been applied (by any member) and no claim is left. Several run at once and are
 //! SIGKILLed at random by the test: what a killed member held unacknowledged is redelivered to
 //! another after the ack wait, and the claims in the shared store keep each order to one
 //! application. Claims use a 1 s lease and the ack wait is 2 s, so that recoveries are quick.
@@ -44,8 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         consume::<PaymentConfirmed>(&nats, &pipeline).await?,
         consume::<InventoryReserved>(&nats, &pipeline).await?,
     ];
+    // Done once every order is applied and nothing is left claimed: a member killed after its
+    // effect landed leaves a claim that a live member settles when the broker redelivers the
+    // unacknowledged event (after the ack wait), so the live members keep consuming until then.
     loop {
-        if orders::applied(store.as_ref()).await?.len() >= expected {
+        if orders::applied(store.as_ref()).await?.len() >= expected
+            && orders::unsettled(store.as_ref()).await?.is_none()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

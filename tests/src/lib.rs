@@ -32,6 +32,19 @@ pub fn within<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Sen
     }
 }
 
+/// A multi-thread tokio runtime with two workers and every driver (time, I/O) enabled: what the
+/// tests that need other threads to run listener tasks build.
+pub fn two_worker_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("cannot build a tokio runtime: {error}"),
+    }
+}
+
 /// Silences the default panic hook's message for panics the tests provoke on purpose, keeping the
 /// output readable. Panics are still caught and reported by the registry.
 pub fn quiet_panics() {

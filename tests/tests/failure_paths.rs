@@ -161,20 +161,12 @@ fn schedule() -> impl Strategy<Value = Vec<(Operation, u64, Fault)>> {
     proptest::collection::vec((operation, 1u64..120, fault()), 1..6)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn any_fault_schedule_on_memory_ends_exactly_once(faults in schedule(), seed in 0u64..1000) {
-        runtime().block_on(survive(Arc::new(MemoryStore::new()), &faults, seed));
+        event_bus_tests::two_worker_runtime().block_on(survive(Arc::new(MemoryStore::new()), &faults, seed));
     }
 }
 
@@ -185,7 +177,7 @@ proptest! {
     fn any_fault_schedule_on_sqlite_ends_exactly_once(faults in schedule(), seed in 0u64..1000) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SqliteStore::open(dir.path().join("faults.db")).expect("open"));
-        runtime().block_on(survive(store, &faults, seed));
+        event_bus_tests::two_worker_runtime().block_on(survive(store, &faults, seed));
     }
 }
 
@@ -196,7 +188,7 @@ proptest! {
     #[test]
     fn any_fault_schedule_on_postgres_ends_exactly_once(faults in schedule(), seed in 0u64..1000) {
         let Some(url) = event_bus_tests::stores::postgres_url() else { return Ok(()) };
-        runtime().block_on(async {
+        event_bus_tests::two_worker_runtime().block_on(async {
             let schema = event_bus_tests::stores::PostgresSchema::new(&url).await;
             survive(schema.store.clone(), &faults, seed).await;
             schema.drop_schema().await;
@@ -208,7 +200,7 @@ proptest! {
 /// at a time, on both stores.
 #[test]
 fn every_single_write_fault_ends_exactly_once() {
-    let runtime = runtime();
+    let runtime = event_bus_tests::two_worker_runtime();
     for operation in [
         Operation::InsertIfAbsent,
         Operation::Put,

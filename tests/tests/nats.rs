@@ -547,11 +547,7 @@ async fn acknowledgements_reach_the_server_before_shutdown_returns() {
     let prefix = prefix.trim_end_matches(".suite.item").to_owned();
     // The stopping member, on a runtime (and connection) of its own, dropped as a process ends.
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = event_bus_tests::two_worker_runtime();
         runtime.block_on(async {
             let nats = Nats::connect(&url)
                 .await

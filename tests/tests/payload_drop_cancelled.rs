@@ -66,14 +66,6 @@ fn registry() -> Registry<Brittle> {
     registry
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// The reporter's view: exactly one payload panic, and no listener reported as panicking.
 fn assert_blamed_on_the_payload_only(seen: &Seen) {
     let seen = seen.lock().expect("not poisoned").clone();
@@ -94,7 +86,7 @@ fn assert_blamed_on_the_payload_only(seen: &Seen) {
 fn spawn_reports_cancelled_listeners_and_the_payload_panic_apart() {
     let (_turn, seen) = reporter();
     let registry = registry();
-    let doomed = runtime();
+    let doomed = event_bus_tests::two_worker_runtime();
     let dispatch = {
         let _entered = doomed.enter();
         registry.spawn(Brittle)
@@ -131,7 +123,7 @@ fn spawn_reports_cancelled_listeners_and_the_payload_panic_apart() {
 fn a_detached_trigger_task_reports_the_payload_panic_when_cancelled() {
     let (_turn, seen) = reporter();
     let registry = registry();
-    let doomed = runtime();
+    let doomed = event_bus_tests::two_worker_runtime();
     let report = doomed.block_on(async {
         let report = registry.trigger(Brittle);
         tokio::time::sleep(Duration::from_millis(50)).await;

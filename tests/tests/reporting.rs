@@ -59,14 +59,6 @@ fn install_hooks() {
     });
 }
 
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,7 +118,7 @@ fn trigger_reports_errors_and_panics_with_a_backtrace() {
 #[test]
 fn detached_spawned_and_delivered_failures_are_reported_once_each() {
     let (_turn, seen) = serial();
-    multi_thread().block_on(async {
+    event_bus_tests::two_worker_runtime().block_on(async {
         let registry = Registry::<Job>::new();
         registry
             .listener()
@@ -277,7 +269,7 @@ fn payload_drops(seen: &[Seen]) -> usize {
 #[test]
 fn a_payload_drop_panic_never_escapes_nor_blames_a_listener_in_any_mode() {
     let (_turn, seen) = serial();
-    let runtime = multi_thread();
+    let runtime = event_bus_tests::two_worker_runtime();
     let _entered = runtime.enter();
     let registry = Registry::<Brittle>::new();
     registry.listener().name("sync").register(|_: &Brittle| {});
@@ -387,7 +379,7 @@ fn detached_tasks_dropped_by_a_runtime_shutdown_are_reported_cancelled() {
         .register_async(|_: Arc<Job>| async {
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
-    let runtime = multi_thread();
+    let runtime = event_bus_tests::two_worker_runtime();
     {
         let _entered = runtime.enter();
         assert_eq!(registry.trigger(Job(1)).detached(), 1);

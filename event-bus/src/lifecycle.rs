@@ -3,7 +3,7 @@
 //! and a test can wait until they are done.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,12 +17,13 @@ static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// A listener's view of its running tasks (type-erased, for the program-wide drain).
 pub(crate) trait Tasks: Send + Sync {
-    /// The tasks still running, one entry per task.
-    fn unfinished(&self) -> Vec<Unfinished>;
+    /// The tasks still running, one entry per task, for a caller that upgraded its `Weak`
+    /// (its reference is not counted as a task).
+    fn unfinished(self: Arc<Self>) -> Vec<Unfinished>;
 }
 
-/// Every listener registered, while it lives: detached tasks count themselves in their listener's
-/// entry, which lives as long as they run, even after its registry is gone.
+/// Every listener registered, while it lives: detached tasks are counted by the references they
+/// hold to their listener, which lives as long as they run, even after its registry is gone.
 static LISTENERS: Mutex<Vec<Weak<dyn Tasks>>> = Mutex::new(Vec::new());
 
 /// Remembers a newly registered listener.
@@ -41,8 +42,9 @@ pub(crate) struct Scope<'a> {
 impl Scope<'_> {
     /// Whether new tasks are refused.
     ///
-    /// Sequentially consistent with the drains: a task is counted before this is read, and a
-    /// drain sets its flag before it reads the counts, so one of the two always sees the other.
+    /// Sequentially consistent with the drains: a task is counted, then a `SeqCst` fence, before
+    /// this is read; a drain sets its flag, then a `SeqCst` fence, before it reads the counts
+    /// (see [`wait`]). So one of the two always sees the other.
     pub(crate) fn refuses(&self) -> bool {
         DRAINING.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst)
     }
@@ -153,9 +155,7 @@ impl fmt::Display for Drained {
 /// The tasks still running in the whole program.
 fn running_everywhere() -> Vec<Unfinished> {
     let live: Vec<Arc<dyn Tasks>> = LISTENERS.lock().iter().filter_map(Weak::upgrade).collect();
-    live.iter()
-        .flat_map(|listener| listener.unfinished())
-        .collect()
+    live.into_iter().flat_map(Tasks::unfinished).collect()
 }
 
 /// Waits until `running` reports nothing, or `deadline` passes.
@@ -165,6 +165,9 @@ pub(crate) async fn wait(
 ) -> Drained {
     let until = deadline.map(|deadline| tokio::time::Instant::now() + deadline);
     loop {
+        // Pairs with the fence a dispatch makes between counting its tasks and reading the drain
+        // flag (`Scope::refuses`): the caller set its flag before.
+        fence(Ordering::SeqCst);
         let unfinished = running();
         if unfinished.is_empty() {
             return Drained::default();

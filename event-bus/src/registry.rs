@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
-use snapshot::{Entry, Snapshot};
+use snapshot::{Entry, Runner, Snapshot};
 
 use crate::dispatch::{self, Dispatch};
 use crate::event::Event;
@@ -71,8 +71,8 @@ pub(crate) struct State<E> {
     /// Set by [`Registry::drain`]: new detached work is refused.
     draining: AtomicBool,
     /// Every listener registered, while it lives (in a snapshot, or held by a running task):
-    /// detached tasks count themselves in their listener's entry.
-    entries: Mutex<Vec<Weak<Entry<E>>>>,
+    /// detached tasks are counted by the references they hold to their listener's runner.
+    runners: Mutex<Vec<Weak<Runner<E>>>>,
     /// Whether this (global) registry is listed among those the metrics switch invalidates.
     #[cfg(feature = "metrics")]
     listed: AtomicBool,
@@ -85,7 +85,7 @@ impl<E: Event> State<E> {
             generation: AtomicU64::new(0),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
-            entries: Mutex::new(Vec::new()),
+            runners: Mutex::new(Vec::new()),
             #[cfg(feature = "metrics")]
             listed: AtomicBool::new(false),
         }
@@ -123,11 +123,11 @@ impl<E: Event> State<E> {
             *next_id += 1;
             let entry = Arc::new(Entry::new(id, priority, name, callback));
             {
-                let mut entries = self.entries.lock();
-                entries.retain(|weak| weak.strong_count() > 0);
-                entries.push(Arc::downgrade(&entry));
+                let mut runners = self.runners.lock();
+                runners.retain(|weak| weak.strong_count() > 0);
+                runners.push(Arc::downgrade(&entry.runner));
             }
-            lifecycle::know(Arc::downgrade(&entry) as Weak<dyn Tasks>);
+            lifecycle::know(Arc::downgrade(&entry.runner) as Weak<dyn Tasks>);
             let current = self.current.load();
             (id, self.publish(Snapshot::with(current.as_deref(), entry)))
         };
@@ -186,9 +186,9 @@ impl<E: Event> State<E> {
     }
 }
 
-impl<E: Event> Tasks for Entry<E> {
-    fn unfinished(&self) -> Vec<Unfinished> {
-        (0..self.running.load(Ordering::SeqCst))
+impl<E: Event> Tasks for Runner<E> {
+    fn unfinished(self: Arc<Self>) -> Vec<Unfinished> {
+        (0..Runner::running(&self))
             .map(|_| Unfinished::new(E::NAME, Arc::clone(&self.name)))
             .collect()
     }
@@ -197,13 +197,13 @@ impl<E: Event> Tasks for Entry<E> {
 impl<E: Event> State<E> {
     /// The detached tasks of this registry still running (of any listener it ever had).
     fn unfinished(&self) -> Vec<Unfinished> {
-        let live: Vec<Arc<Entry<E>>> = self
-            .entries
+        let live: Vec<Arc<Runner<E>>> = self
+            .runners
             .lock()
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
-        live.iter().flat_map(|entry| entry.unfinished()).collect()
+        live.into_iter().flat_map(Tasks::unfinished).collect()
     }
 }
 
@@ -695,7 +695,7 @@ impl<E: Event> Registry<E> {
             snapshot
                 .entries
                 .iter()
-                .map(|entry| entry.name.to_string())
+                .map(|entry| entry.runner.name.to_string())
                 .collect()
         })
     }

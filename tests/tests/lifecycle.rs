@@ -105,6 +105,73 @@ async fn a_drain_still_sees_tasks_of_listeners_removed_since_they_started() {
     assert_eq!(done.load(Ordering::SeqCst), 2);
 }
 
+/// Dispatches racing a drain from other threads: each is either refused or waited for. Every task
+/// the drain let start has finished when it returns, so the listener runs counted then are every
+/// run there will ever be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_racing_dispatches_waits_for_every_task_it_did_not_refuse() {
+    for round in 0..20 {
+        let registry = Arc::new(Registry::<Job>::new());
+        let finished = Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let finished = Arc::clone(&finished);
+            registry.register_async(move |_: Arc<Job>| {
+                let finished = Arc::clone(&finished);
+                async move {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spawners: Vec<_> = (0..2)
+            .map(|thread| {
+                let (registry, stop) = (Arc::clone(&registry), Arc::clone(&stop));
+                let runtime = tokio::runtime::Handle::current();
+                std::thread::spawn(move || {
+                    let _entered = runtime.enter();
+                    let mut dispatches = Vec::new();
+                    let mut triggered = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        if thread == 0 {
+                            dispatches.push(registry.spawn(Job(round)));
+                        } else {
+                            // `trigger` detaches async listeners: counted by its report.
+                            triggered += registry.trigger(Job(round)).detached();
+                        }
+                    }
+                    (dispatches, triggered)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let drained = registry.drain(Duration::from_secs(30)).await;
+        let finished_at_drain = finished.load(Ordering::SeqCst);
+        assert!(drained.is_complete(), "{drained}");
+        stop.store(true, Ordering::SeqCst);
+        let mut accepted = 0;
+        for spawner in spawners {
+            let (dispatches, triggered) = spawner.join().expect("a spawner thread panicked");
+            accepted += triggered;
+            for dispatch in dispatches {
+                accepted += dispatch.await.succeeded();
+            }
+        }
+        assert!(accepted > 0, "round {round}: nothing ran before the drain");
+        assert_eq!(
+            finished_at_drain, accepted,
+            "round {round}: every task the drain let start had finished when it returned"
+        );
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            accepted,
+            "nothing ran later"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_waits_until_no_detached_listener_runs() {
     let registry = Registry::<Job>::new();

@@ -24,19 +24,19 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);
     for entry in snapshot.entries.iter() {
-        let span = spans::listener(E::NAME, &entry.name);
+        let span = spans::listener(E::NAME, &entry.runner.name);
         let timer = Timer::start();
-        let outcome = match &entry.callback {
+        let outcome = match &entry.runner.callback {
             Callback::Sync(listener) => span.in_scope(|| run_guarded(|| listener.call(&event))),
             Callback::Async(listener) => {
                 let started = span.in_scope(|| run_async(listener, Arc::clone(&event)));
                 started.instrument(span).await
             }
         };
-        metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
+        metrics::listener_ran(E::NAME, &entry.runner.name, outcome.is_ok(), timer);
         match outcome {
             Ok(()) => report.record_success(),
-            Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
+            Err(cause) => report.record_failure(E::NAME, &entry.runner.name, cause),
         }
     }
     dropped::<E, _>(event, report)

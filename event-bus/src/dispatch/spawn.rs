@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 
 use super::payload::{PayloadOwner, dropped};
 use super::run_async;
@@ -17,7 +17,7 @@ use crate::listener::{Callback, SharedSync};
 use crate::metrics::{self, Timer};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
-use crate::registry::snapshot::{Entry, Running, Snapshot};
+use crate::registry::snapshot::{self, Runner, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 use crate::spans;
 use tracing::{Instrument as _, Span};
@@ -30,81 +30,94 @@ trait ListenerNames: Send + Sync {
 
 impl<E: Send + Sync> ListenerNames for Snapshot<E> {
     fn name(&self, index: usize) -> Option<&Arc<str>> {
-        self.entries.get(index).map(|entry| &entry.name)
+        self.entries.get(index).map(|entry| &entry.runner.name)
     }
 }
 
-/// Starts one task per listener of `snapshot`. Each task holds its listener's entry (one `Arc`
-/// clone, which also counts the task for drains) and the payload.
+/// Starts one task per listener of `snapshot`. Each task holds its listener's runner (one `Arc`
+/// clone, which also counts the task for drains) and the payload: a clone of it, or for the last
+/// task the dispatch's own reference, moved.
 pub(crate) fn spawn<E: Event>(
     scope: Scope<'_>,
     snapshot: Option<Arc<Snapshot<E>>>,
     event: E,
 ) -> Dispatch {
-    let event = Arc::new(event);
     if metrics::on() {
         metrics::dispatched(E::NAME, "spawn");
     }
-    let Some(snapshot) = snapshot else {
+    let Some((last, others)) = snapshot.as_deref().and_then(|s| s.entries.split_last()) else {
         return Dispatch::finished(E::NAME, dropped::<E, _>(event, Report::new(0)));
     };
-    let mut report = Report::new(snapshot.entries.len());
-    // Counted before the drain flag is read, so that a drain reading no task sees the flag here.
-    Running::count_all(&snapshot.entries);
+    // Every task is counted (by the reference to its listener's runner it will hold) before the
+    // drain flag is read, so that a drain reading no task sees the flag here. The last one is
+    // kept apart: with one listener, nothing is allocated for this.
+    let others: Vec<Arc<Runner<E>>> = others
+        .iter()
+        .map(|entry| Runner::count(&entry.runner))
+        .collect();
+    let last = Runner::count(&last.runner);
+    snapshot::counted();
     let runtime = match Handle::try_current() {
         Ok(runtime) if !scope.refuses() => runtime,
         refused => {
-            Running::uncount_all(&snapshot.entries);
             let cause = || match refused {
                 Ok(_) => FailureCause::ShuttingDown,
                 Err(_) => FailureCause::NoRuntime,
             };
-            for entry in snapshot.entries.iter() {
-                report.record_failure(E::NAME, &entry.name, cause());
+            let mut report = Report::new(others.len() + 1);
+            for runner in others.iter().chain([&last]) {
+                report.record_failure(E::NAME, &runner.name, cause());
             }
+            drop((others, last)); // refused: not tasks, nor cancelled ones
             return Dispatch::finished(E::NAME, dropped::<E, _>(event, report));
         }
     };
-    let tasks = snapshot
-        .entries
-        .iter()
-        .map(|entry| {
-            // `running` counts the task while it runs, holds the listener it runs, and reports
-            // the task cancelled if it is dropped before `finish`.
-            let running = Running::counted(entry);
-            // Guarded: a panic in the payload's `Drop` is never this task's, even when cancelled.
-            let event = PayloadOwner::new(Arc::clone(&event));
-            let span = spans::listener(E::NAME, &entry.name);
-            // A synchronous listener's task has no await point of its own: a future of a few
-            // words, where one that can await an async listener is several times larger (tokio
-            // allocates and moves the whole future for every task).
-            match &entry.callback {
-                Callback::Sync(_) => start(&runtime, span, async move {
-                    let outcome = match &running.entry().callback {
-                        Callback::Sync(listener) => run_sync(running.entry(), listener, event),
-                        // Not reached (an entry's callback never changes), and correct anyway:
-                        // boxed, so that it does not grow the common future.
-                        Callback::Async(_) => Box::pin(run_entry(running.entry(), event)).await,
-                    };
-                    running.finish();
-                    outcome
-                }),
-                Callback::Async(_) => start(&runtime, span, async move {
-                    let outcome = run_entry(running.entry(), event).await;
-                    running.finish();
-                    outcome
-                }),
-            }
-        })
-        .collect();
-    // Every task may have finished already, making this the payload's last owner.
-    let report = dropped::<E, _>(event, report);
+    let event = Arc::new(event);
+    let mut tasks = Vec::with_capacity(others.len() + 1);
+    for runner in others {
+        tasks.push(start_task(&runtime, runner, Arc::clone(&event)));
+    }
+    tasks.push(start_task(&runtime, last, event));
     Dispatch {
         event: E::NAME,
-        names: Some(snapshot),
-        tasks,
-        next: 0,
-        report: Some(report),
+        report: Some(Report::new(tasks.len())),
+        tasks: tasks.into_iter(),
+        joined: 0,
+        names: snapshot.map(|snapshot| snapshot as Arc<dyn ListenerNames>),
+    }
+}
+
+/// Spawns the task of the listener `runner` (counted for drains by this reference) over `event`.
+fn start_task<E: Event>(
+    runtime: &Handle,
+    runner: Arc<Runner<E>>,
+    event: Arc<E>,
+) -> JoinHandle<TaskOutcome> {
+    // `running` holds the listener the task runs, and reports the task cancelled if it is dropped
+    // before `finish`.
+    let running = Running::new(runner);
+    // Guarded: a panic in the payload's `Drop` is never this task's, even when cancelled.
+    let event = PayloadOwner::new(event);
+    let span = spans::listener(E::NAME, &running.runner().name);
+    // A synchronous listener's task has no await point of its own: a future of a few words, where
+    // one that can await an async listener is several times larger (tokio allocates and moves
+    // the whole future for every task).
+    match &running.runner().callback {
+        Callback::Sync(_) => start(runtime, span, async move {
+            let outcome = match &running.runner().callback {
+                Callback::Sync(listener) => run_sync(running.runner(), listener, event),
+                // Not reached (a runner's callback never changes), and correct anyway: boxed, so
+                // that it does not grow the common future.
+                Callback::Async(_) => Box::pin(run_entry(running.runner(), event)).await,
+            };
+            running.finish();
+            outcome
+        }),
+        Callback::Async(_) => start(runtime, span, async move {
+            let outcome = run_entry(running.runner(), event).await;
+            running.finish();
+            outcome
+        }),
     }
 }
 
@@ -122,7 +135,7 @@ where
 
 /// The body of a synchronous listener's task.
 fn run_sync<E: Event>(
-    entry: &Entry<E>,
+    entry: &Runner<E>,
     listener: &Arc<dyn SharedSync<E>>,
     event: PayloadOwner<E>,
 ) -> TaskOutcome {
@@ -133,7 +146,7 @@ fn run_sync<E: Event>(
 
 /// The body of a listener's task, of either kind (also `trigger`'s detached tasks). Its failure is
 /// logged here.
-pub(super) async fn run_entry<E: Event>(entry: &Entry<E>, event: PayloadOwner<E>) -> TaskOutcome {
+pub(super) async fn run_entry<E: Event>(entry: &Runner<E>, event: PayloadOwner<E>) -> TaskOutcome {
     let timer = Timer::start();
     let outcome = match &entry.callback {
         Callback::Sync(listener) => run_guarded(|| listener.call(event.get())),
@@ -150,7 +163,7 @@ pub(super) async fn run_entry<E: Event>(entry: &Entry<E>, event: PayloadOwner<E>
 /// that drops the shared payload last runs its `Drop`: a panic there is the payload's, not the
 /// listener's.
 fn ended<E: Event>(
-    entry: &Entry<E>,
+    entry: &Runner<E>,
     event: PayloadOwner<E>,
     outcome: Outcome,
     timer: Timer,
@@ -220,9 +233,11 @@ pub struct Dispatch {
     event: &'static str,
     /// The snapshot the tasks run, for naming a listener whose task was cancelled.
     names: Option<Arc<dyn ListenerNames>>,
-    tasks: Vec<JoinHandle<TaskOutcome>>,
-    /// The first task not yet joined.
-    next: usize,
+    /// The tasks not yet joined, in dispatch order: each handle is dropped as soon as it is joined
+    /// (which frees its task), as a loop awaiting hand-written `tokio::spawn`s does.
+    tasks: std::vec::IntoIter<JoinHandle<TaskOutcome>>,
+    /// How many tasks were joined: the dispatch position of the first in `tasks`.
+    joined: usize,
     /// `None` once the dispatch has resolved.
     report: Option<Report>,
 }
@@ -232,8 +247,8 @@ impl Dispatch {
         Dispatch {
             event,
             names: None,
-            tasks: Vec::new(),
-            next: 0,
+            tasks: Vec::new().into_iter(),
+            joined: 0,
             report: Some(report),
         }
     }
@@ -267,9 +282,7 @@ impl Dispatch {
     /// assert!(Registry::<Ping>::new().spawn(Ping).is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.tasks
-            .get(self.next..)
-            .is_none_or(|pending| pending.iter().all(JoinHandle::is_finished))
+        self.tasks.as_slice().iter().all(JoinHandle::is_finished)
     }
 
     fn name(&self, index: usize) -> Arc<str> {
@@ -285,50 +298,21 @@ impl Future for Dispatch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
         let this = &mut *self;
-        while let Some(handle) = this.tasks.get_mut(this.next) {
+        while let Some(handle) = this.tasks.as_mut_slice().first_mut() {
             let joined = match Pin::new(handle).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(joined) => joined,
             };
-            let index = this.next;
-            this.next += 1;
-            let event = this.event;
-            let (listener, payload_drop) = match joined {
-                Ok(None) => (Ok(None), None),
-                Ok(Some(failure)) => {
-                    let TaskFailure {
-                        listener,
-                        payload_drop,
-                    } = *failure;
-                    (Ok(listener), payload_drop)
-                }
-                Err(error) => (Err(error), None),
-            };
-            let failure = match listener {
-                Ok(None) => None,
-                // Already logged by the task itself.
-                Ok(Some((name, cause))) => Some((name, cause, false)),
-                Err(error) if error.is_panic() => {
-                    // The panic happened in the task, on whatever thread ran it: no backtrace of
-                    // this thread belongs to it.
-                    crate::reporting::forget_backtrace();
-                    let cause = FailureCause::Panic(panic_message(error.into_panic()));
-                    Some((this.name(index), cause, true))
-                }
-                // Already logged when the task was dropped (its `Running` guard).
-                Err(_) => Some((this.name(index), FailureCause::Cancelled, false)),
-            };
+            let index = this.joined;
+            this.joined += 1;
+            drop(this.tasks.next());
             let Some(report) = this.report.as_mut() else {
                 break;
             };
-            match failure {
-                None => report.record_success(),
-                Some((name, cause, true)) => report.record_failure(event, &name, cause),
-                Some((name, cause, false)) => report.push_failure(event, &name, cause),
-            }
-            if let Some(message) = payload_drop {
-                let cause = FailureCause::PayloadDropPanic(message);
-                report.push_failure(event, &Arc::from(""), cause);
+            match joined {
+                Ok(None) => report.record_success(),
+                Ok(Some(failure)) => this.failed(index, Ok(failure)),
+                Err(error) => this.failed(index, Err(error)),
             }
         }
         match self.report.take() {
@@ -338,14 +322,57 @@ impl Future for Dispatch {
     }
 }
 
+impl Dispatch {
+    /// Records what went wrong in the task at dispatch position `index`: its listener failed,
+    /// the payload's `Drop` panicked there, or the task itself panicked or was cancelled.
+    #[cold]
+    #[inline(never)]
+    fn failed(&mut self, index: usize, joined: Result<Box<TaskFailure>, JoinError>) {
+        let event = self.event;
+        let (listener, payload_drop) = match joined {
+            Ok(failure) => {
+                let TaskFailure {
+                    listener,
+                    payload_drop,
+                } = *failure;
+                (Ok(listener), payload_drop)
+            }
+            Err(error) => (Err(error), None),
+        };
+        let failure = match listener {
+            Ok(None) => None,
+            // Already logged by the task itself.
+            Ok(Some((name, cause))) => Some((name, cause, false)),
+            Err(error) if error.is_panic() => {
+                // The panic happened in the task, on whatever thread ran it: no backtrace of
+                // this thread belongs to it.
+                crate::reporting::forget_backtrace();
+                let cause = FailureCause::Panic(panic_message(error.into_panic()));
+                Some((self.name(index), cause, true))
+            }
+            // Already logged when the task was dropped (its `Running` guard).
+            Err(_) => Some((self.name(index), FailureCause::Cancelled, false)),
+        };
+        let Some(report) = self.report.as_mut() else {
+            return;
+        };
+        match failure {
+            None => report.record_success(),
+            Some((name, cause, true)) => report.record_failure(event, &name, cause),
+            Some((name, cause, false)) => report.push_failure(event, &name, cause),
+        }
+        if let Some(message) = payload_drop {
+            let cause = FailureCause::PayloadDropPanic(message);
+            report.push_failure(event, &Arc::from(""), cause);
+        }
+    }
+}
+
 impl fmt::Debug for Dispatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatch")
             .field("event", &self.event)
-            .field(
-                "pending",
-                &(self.tasks.len() - self.next.min(self.tasks.len())),
-            )
+            .field("pending", &self.tasks.len())
             .field("report", &self.report)
             .finish()
     }

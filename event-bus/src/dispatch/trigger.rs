@@ -12,7 +12,7 @@ use crate::lifecycle::Scope;
 use crate::listener::Callback;
 use crate::metrics::{self, Timer};
 use crate::panic::{panic_message, run_guarded};
-use crate::registry::snapshot::{Entry, Running, Snapshot};
+use crate::registry::snapshot::{self, Entry, Runner, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 use crate::spans;
 use tracing::Instrument as _;
@@ -119,7 +119,7 @@ fn fail<E: Event>(
     cause: FailureCause,
 ) {
     if let Some(entry) = entries.get(index) {
-        report.record_failure(E::NAME, &entry.name, cause);
+        report.record_failure(E::NAME, &entry.runner.name, cause);
     }
 }
 
@@ -134,40 +134,43 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
     let event = Arc::new(event);
     let runtime = Handle::try_current().ok();
     for entry in snapshot.entries.iter() {
-        match (&entry.callback, &runtime) {
+        let runner = &entry.runner;
+        match (&runner.callback, &runtime) {
             (Callback::Sync(listener), _) => {
                 let timer = Timer::start();
                 let outcome = run_guarded(|| listener.call(&event));
-                metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
+                metrics::listener_ran(E::NAME, &runner.name, outcome.is_ok(), timer);
                 match outcome {
                     Ok(()) => report.record_success(),
-                    Err(cause) => report.record_failure(E::NAME, &entry.name, cause),
+                    Err(cause) => report.record_failure(E::NAME, &runner.name, cause),
                 }
             }
             (Callback::Async(_), Some(runtime)) => {
                 // Counted before the drain flag is read (see `lifecycle`).
-                let tracked = Running::start(entry);
+                let counted = Runner::count(runner);
+                snapshot::counted();
                 if scope.refuses() {
-                    tracked.finish(); // refused: not a cancelled task
-                    report.record_failure(E::NAME, &entry.name, FailureCause::ShuttingDown);
+                    drop(counted); // refused: not a task, nor a cancelled one
+                    report.record_failure(E::NAME, &runner.name, FailureCause::ShuttingDown);
                     continue;
                 }
+                let tracked = Running::new(counted);
                 // The task keeps its own owner of the payload, guarded: a panic in the payload's
                 // `Drop` is never the listener's (even when the task is cancelled), and never
                 // escapes.
                 let payload = PayloadOwner::new(Arc::clone(&event));
-                let span = spans::listener(E::NAME, &entry.name);
+                let span = spans::listener(E::NAME, &runner.name);
                 runtime.spawn(
                     async move {
                         // Its failure is logged there: nobody awaits this task.
-                        let _ = run_entry(tracked.entry(), payload).await;
+                        let _ = run_entry(tracked.runner(), payload).await;
                         tracked.finish();
                     }
                     .instrument(span),
                 );
             }
             (Callback::Async(_), None) => {
-                report.record_failure(E::NAME, &entry.name, FailureCause::NoRuntime)
+                report.record_failure(E::NAME, &runner.name, FailureCause::NoRuntime)
             }
         }
     }

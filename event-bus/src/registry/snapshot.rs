@@ -1,96 +1,122 @@
 //! The immutable listener list a dispatch iterates: rebuilt on every change (copy-on-write).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 
 use crate::event::Event;
 use crate::listener::{Callback, SyncFn};
 use crate::report::FailureCause;
 
-/// One registered listener, shared by every snapshot that lists it and by its running tasks.
-///
-/// `repr(C)` with the task counter first: in the `Arc`'s allocation it shares a cache line with
-/// the reference count, which every task start and end writes too.
-#[repr(C)]
+/// One registered listener as the snapshots list it: shared by every snapshot that lists it.
 pub(crate) struct Entry<E> {
-    /// This listener's detached tasks still running, from any snapshot.
-    pub(crate) running: AtomicUsize,
     pub(crate) id: u64,
     pub(crate) priority: i32,
-    pub(crate) name: Arc<str>,
-    pub(crate) callback: Callback<E>,
+    /// What runs the listener; the only reference to it that is not a task's.
+    pub(crate) runner: Arc<Runner<E>>,
 }
 
 impl<E> Entry<E> {
     pub(crate) fn new(id: u64, priority: i32, name: Arc<str>, callback: Callback<E>) -> Self {
         Entry {
-            running: AtomicUsize::new(0),
             id,
             priority,
-            name,
-            callback,
+            runner: Arc::new(Runner {
+                name,
+                callback,
+                listed: AtomicBool::new(true),
+            }),
         }
     }
 }
 
-/// Counts one detached task of a listener while it runs, and keeps the listener alive for it: made
-/// when the task is spawned, dropped when it ends or is cancelled. Dropped without
-/// [`Running::finish`] (the task's future was dropped before its end: its runtime shut down), it
-/// reports the task [`Cancelled`](crate::FailureCause::Cancelled).
+impl<E> Drop for Entry<E> {
+    fn drop(&mut self) {
+        // Before the entry's reference goes (the field is dropped after this): a count that no
+        // longer includes that reference sees this too (see `Runner::running`).
+        self.runner.listed.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A listener's name and callback: what its detached tasks hold while they run.
 ///
-/// A task holds its listener's entry, not the snapshot it was spawned from: the spawning thread
-/// and the worker that runs the task then write only the entry's cache line (its reference count
-/// and this counter), as a hand-written `tokio::spawn` of an `Arc`'d closure writes its closure's.
+/// Its strong count is the number of those tasks, plus one while an [`Entry`] lists it: taking a
+/// clone for a task is what counts the task for drains (see [`Runner::running`]), as a
+/// hand-written `tokio::spawn` of an `Arc`'d closure clones its closure, with no counter of its
+/// own to write.
+pub(crate) struct Runner<E> {
+    pub(crate) name: Arc<str>,
+    pub(crate) callback: Callback<E>,
+    /// Whether the entry still holds this runner: cleared just before it lets go.
+    listed: AtomicBool,
+}
+
+impl<E> Runner<E> {
+    /// How many tasks of `this` are running, for a caller holding `this` as its own reference
+    /// (upgraded from a `Weak`).
+    ///
+    /// Never below the true count at the moment the strong count is read: a clone taken for a
+    /// task is counted from its increment to its decrement, and the entry's reference is
+    /// subtracted only while `listed` says it is there. Transiently above it (a concurrent drain's
+    /// own reference, an entry letting go), which only makes a drain look once more.
+    ///
+    /// The `Acquire` fence makes what the tasks no longer counted did (their listener's effects)
+    /// visible to the caller: each task's reference is dropped with a `Release` decrement.
+    pub(crate) fn running(this: &Arc<Self>) -> usize {
+        let strong = Arc::strong_count(this);
+        fence(Ordering::Acquire);
+        let listed = this.listed.load(Ordering::Relaxed);
+        strong.saturating_sub(1 + usize::from(listed))
+    }
+
+    /// One more reference to `this`, for a task about to start: counted from here.
+    ///
+    /// The caller reads the drain flag only after [`counted`].
+    pub(crate) fn count(this: &Arc<Self>) -> Arc<Self> {
+        Arc::clone(this)
+    }
+}
+
+/// The fence that separates a dispatch's [`Runner::count`]s from its read of the drain flag. It
+/// pairs with the one a drain makes between setting its flag and reading the counts
+/// (`lifecycle::wait`): either the drain sees the tasks or the dispatch sees the flag. Right after
+/// the locked increments of the counts, it costs about a nanosecond.
+pub(crate) fn counted() {
+    fence(Ordering::SeqCst);
+}
+
+/// One detached task of a listener: holds its [`Runner`] (which counts the task) from when the
+/// task is spawned until it ends or is cancelled. Dropped without [`Running::finish`] (the task's
+/// future was dropped before its end: its runtime shut down), it reports the task
+/// [`Cancelled`](crate::FailureCause::Cancelled).
 pub(crate) struct Running<E: Event> {
-    entry: Arc<Entry<E>>,
+    runner: Arc<Runner<E>>,
     finished: bool,
 }
 
 impl<E: Event> Running<E> {
+    /// The guard of a task counted by [`Runner::count`].
+    pub(crate) fn new(runner: Arc<Runner<E>>) -> Self {
+        Running {
+            runner,
+            finished: false,
+        }
+    }
+
     /// The task ran to its end (its outcome is reported by the task itself).
     pub(crate) fn finish(mut self) {
         self.finished = true;
     }
 
     /// The listener the task runs.
-    pub(crate) fn entry(&self) -> &Entry<E> {
-        &self.entry
-    }
-
-    pub(crate) fn start(entry: &Arc<Entry<E>>) -> Self {
-        entry.running.fetch_add(1, Ordering::SeqCst);
-        Running::counted(entry)
-    }
-
-    /// Counts one task of each entry, before the caller decides to start them (see `adopt`) or
-    /// not (see `uncount`).
-    pub(crate) fn count_all(entries: &[Arc<Entry<E>>]) {
-        for entry in entries {
-            entry.running.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Takes back the counts of [`Running::count_all`] for tasks that will not start.
-    pub(crate) fn uncount_all(entries: &[Arc<Entry<E>>]) {
-        for entry in entries {
-            entry.running.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    /// The guard of a task already counted by [`Running::count_all`].
-    pub(crate) fn counted(entry: &Arc<Entry<E>>) -> Self {
-        Running {
-            entry: Arc::clone(entry),
-            finished: false,
-        }
+    pub(crate) fn runner(&self) -> &Runner<E> {
+        &self.runner
     }
 }
 
 impl<E: Event> Drop for Running<E> {
     fn drop(&mut self) {
-        self.entry.running.fetch_sub(1, Ordering::SeqCst);
         if !self.finished {
-            FailureCause::Cancelled.log(E::NAME, &self.entry.name);
+            FailureCause::Cancelled.log(E::NAME, &self.runner.name);
         }
     }
 }
@@ -108,10 +134,10 @@ pub(crate) struct Snapshot<E> {
 
 impl<E: 'static> Snapshot<E> {
     pub(crate) fn new(entries: Vec<Arc<Entry<E>>>) -> Self {
-        let has_async = entries.iter().any(|entry| entry.callback.is_async());
+        let has_async = entries.iter().any(|entry| entry.runner.callback.is_async());
         let sync_only = entries
             .iter()
-            .filter_map(|entry| match &entry.callback {
+            .filter_map(|entry| match &entry.runner.callback {
                 Callback::Sync(listener) if !has_async => Some(Arc::clone(listener).boxed()),
                 _ => None,
             })
@@ -138,7 +164,7 @@ impl<E: 'static> Snapshot<E> {
         let entries: Vec<Arc<Entry<E>>> = self
             .entries
             .iter()
-            .filter(|entry| &*entry.name != name)
+            .filter(|entry| &*entry.runner.name != name)
             .cloned()
             .collect();
         let removed = self.entries.len() - entries.len();
@@ -186,6 +212,28 @@ mod tests {
         let removed = snapshot.without(1);
         assert_eq!(removed.as_ref().map(ids), Some(vec![2]));
         assert!(snapshot.without(9).is_none());
+    }
+
+    #[test]
+    fn a_runner_counts_the_references_its_tasks_hold_and_nothing_else() {
+        let entry = entry(1, 0);
+        let snapshots = [
+            Snapshot::with(None, Arc::clone(&entry)),
+            Snapshot::new(vec![]),
+        ];
+        let mine = Arc::clone(&entry.runner); // the caller's own, as a drain upgrades it
+        assert_eq!(Runner::running(&mine), 0, "listed, no task");
+        let tasks = [Runner::count(&mine), Runner::count(&mine)];
+        assert_eq!(Runner::running(&mine), 2);
+        drop(snapshots);
+        drop(entry);
+        assert_eq!(
+            Runner::running(&mine),
+            2,
+            "its entry gone, its tasks still run"
+        );
+        drop(tasks);
+        assert_eq!(Runner::running(&mine), 0);
     }
 
     #[test]

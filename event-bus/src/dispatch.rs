@@ -4,12 +4,13 @@
 
 mod deliver;
 mod payload;
+mod pending;
 mod spawn;
 mod trigger;
 
 pub(crate) use deliver::deliver;
 pub use spawn::Dispatch;
-pub(crate) use spawn::spawn;
+pub(crate) use spawn::{Listeners, spawn};
 pub(crate) use trigger::{run_sync_only, trigger};
 
 use std::future::Future;

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use snapshot::{Entry, Runner, Snapshot};
 
-use crate::dispatch::{self, Dispatch};
+use crate::dispatch::{self, Dispatch, Listeners};
 use crate::event::Event;
 use crate::lifecycle::{self, Drained, Scope, Tasks, Unfinished};
 use crate::listener::{AsyncListener, Callback, Listener, ListenerBuilder, ListenerOutput};
@@ -545,7 +545,50 @@ impl<E: Event> Registry<E> {
     /// # }
     /// ```
     pub fn spawn(&self, event: E) -> Dispatch {
-        dispatch::spawn(self.state().scope(), self.snapshot(), event)
+        match &self.core {
+            Core::Global(state) => {
+                // As in `trigger`: over this thread's cached snapshot, borrowed.
+                let generation = state.generation.load(Ordering::Acquire);
+                let mut event = Some(event);
+                if let Some(cache) = E::__thread_cache()
+                    && let Ok(dispatch) = cache.try_with(|cache| match event.take() {
+                        Some(event) => {
+                            cache.spawn(generation, || state.load_for_cache(), state.scope(), event)
+                        }
+                        None => Dispatch::finished(E::NAME, Report::new(0)),
+                    })
+                {
+                    return dispatch;
+                }
+                let snapshot = state.load_for_cache();
+                match event {
+                    Some(event) => {
+                        dispatch::spawn(state.scope(), Listeners::Owned(snapshot), event)
+                    }
+                    None => Dispatch::finished(E::NAME, Report::new(0)),
+                }
+            }
+            Core::Local(state) => {
+                dispatch::spawn(state.scope(), Listeners::Owned(state.load()), event)
+            }
+        }
+    }
+
+    /// The name of the listener at dispatch position `index` in this event's global registry, if
+    /// the registry is still at `generation` (its snapshot then is the one a dispatch of that
+    /// generation ran): how a [`Dispatch`] names a cancelled task without keeping the snapshot.
+    pub(crate) fn global_listener_name(generation: u64, index: usize) -> Option<Arc<str>> {
+        let Core::Global(state) = &E::registry().core else {
+            return None;
+        };
+        // No change in progress: the generation and the current snapshot agree.
+        let _writer = state.writer.lock();
+        if state.generation.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let snapshot = state.current.load();
+        let entry = snapshot.as_deref()?.entries.get(index)?;
+        Some(Arc::clone(&entry.runner.name))
     }
 
     /// Graceful shutdown of this registry: from now on it refuses new detached work (async

@@ -212,6 +212,62 @@ fn a_runtime_shutting_down_mid_dispatch_reports_cancellation() {
 }
 
 #[event]
+struct Stranded;
+
+/// Cancels the tasks of a dispatch of the global `Stranded` registry by shutting their runtime
+/// down (after `between` ran), and returns the report the dispatch then resolves to.
+fn stranded_report(between: impl FnOnce()) -> Report {
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let dispatch = {
+        let _entered = doomed.enter();
+        Stranded.spawn()
+    };
+    between();
+    doomed.shutdown_timeout(Duration::from_millis(100));
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(dispatch)
+}
+
+/// A dispatch from the global registry keeps no reference to its listener list: a cancelled
+/// task's listener is named from the registry's list while that list is unchanged, and reported
+/// as an unknown listener once it changed.
+#[test]
+fn cancelled_tasks_of_the_global_registry_are_named_while_its_list_is_unchanged() {
+    let _forever = Stranded::registry()
+        .listener()
+        .name("forever")
+        .register_async(|_: Arc<Stranded>| std::future::pending::<()>())
+        .guard();
+    // The first dispatch on this thread loads the list (and owns it), the second borrows it from
+    // the thread's cache.
+    for _ in 0..2 {
+        let report = stranded_report(|| {});
+        let named: Vec<_> = report.failures().iter().map(|f| f.listener()).collect();
+        assert_eq!(named, ["forever"], "{report}");
+        assert!(matches!(
+            report.failures()[0].cause(),
+            FailureCause::Cancelled
+        ));
+    }
+
+    let report = stranded_report(|| {
+        Stranded::register(|_: &Stranded| {});
+    });
+    // The new listener was not in the dispatch: only the cancelled task is reported.
+    let named: Vec<_> = report.failures().iter().map(|f| f.listener()).collect();
+    assert_eq!(named, ["<unknown listener>"], "{report}");
+    assert!(matches!(
+        report.failures()[0].cause(),
+        FailureCause::Cancelled
+    ));
+}
+
+#[event]
 struct GlobalSpawned;
 
 #[tokio::test]

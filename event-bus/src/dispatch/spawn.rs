@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 use tokio::runtime::Handle;
 use tokio::task::{JoinError, JoinHandle};
 
-use super::payload::{PayloadOwner, dropped};
+use super::payload::{PayloadOwner, drop_payload, dropped};
+use super::pending::Pending;
 use super::run_async;
 use crate::event::Event;
 use crate::lifecycle::Scope;
@@ -17,7 +18,7 @@ use crate::listener::{Callback, SharedSync};
 use crate::metrics::{self, Timer};
 
 use crate::panic::{Outcome, panic_message, run_guarded};
-use crate::registry::snapshot::{self, Runner, Running, Snapshot};
+use crate::registry::snapshot::{self, Entry, Runner, Running, Snapshot};
 use crate::report::{FailureCause, Report};
 use crate::spans;
 use tracing::{Instrument as _, Span};
@@ -34,56 +35,140 @@ impl<E: Send + Sync> ListenerNames for Snapshot<E> {
     }
 }
 
-/// Starts one task per listener of `snapshot`. Each task holds its listener's runner (one `Arc`
+/// The listener list a [`spawn`] runs.
+pub(crate) enum Listeners<'a, E> {
+    /// A global registry's snapshot of `generation`, borrowed from this thread's cache: the
+    /// dispatch keeps no reference to it (two atomic read-modify-writes fewer per dispatch).
+    Cached {
+        snapshot: Option<&'a Snapshot<E>>,
+        generation: u64,
+    },
+    /// A snapshot the dispatch owns (a local registry's, or a global one loaded uncached).
+    Owned(Option<Arc<Snapshot<E>>>),
+}
+
+/// Where a [`Dispatch`] finds the name of a listener whose task ended without reporting it (the
+/// task was cancelled, or panicked outside its listener): rare, so looked up only then.
+enum Names {
+    /// The snapshot the tasks run.
+    Snapshot(Arc<dyn ListenerNames>),
+    /// The global registry's snapshot of `generation`: found again if it is still the current one
+    /// (else the name is unknown), by `name(generation, index)`.
+    Global {
+        generation: u64,
+        name: fn(u64, usize) -> Option<Arc<str>>,
+    },
+}
+
+impl Names {
+    fn of<E: Event>(listeners: Listeners<'_, E>) -> Option<Self> {
+        match listeners {
+            Listeners::Cached { generation, .. } => Some(Names::Global {
+                generation,
+                name: crate::Registry::<E>::global_listener_name,
+            }),
+            Listeners::Owned(snapshot) => {
+                snapshot.map(|snapshot| Names::Snapshot(snapshot as Arc<dyn ListenerNames>))
+            }
+        }
+    }
+
+    fn name(&self, index: usize) -> Option<Arc<str>> {
+        match self {
+            Names::Snapshot(snapshot) => snapshot.name(index).cloned(),
+            Names::Global { generation, name } => name(*generation, index),
+        }
+    }
+}
+
+/// Starts one task per listener of `listeners`. Each task holds its listener's runner (one `Arc`
 /// clone, which also counts the task for drains) and the payload: a clone of it, or for the last
 /// task the dispatch's own reference, moved.
-pub(crate) fn spawn<E: Event>(
-    scope: Scope<'_>,
-    snapshot: Option<Arc<Snapshot<E>>>,
-    event: E,
-) -> Dispatch {
+pub(crate) fn spawn<E: Event>(scope: Scope<'_>, listeners: Listeners<'_, E>, event: E) -> Dispatch {
     if metrics::on() {
         metrics::dispatched(E::NAME, "spawn");
     }
-    let Some((last, others)) = snapshot.as_deref().and_then(|s| s.entries.split_last()) else {
+    let snapshot = match &listeners {
+        Listeners::Cached { snapshot, .. } => *snapshot,
+        Listeners::Owned(snapshot) => snapshot.as_deref(),
+    };
+    let Some((last, others)) = snapshot.and_then(|s| s.entries.split_last()) else {
         return Dispatch::finished(E::NAME, dropped::<E, _>(event, Report::new(0)));
     };
-    // Every task is counted (by the reference to its listener's runner it will hold) before the
-    // drain flag is read, so that a drain reading no task sees the flag here. The last one is
-    // kept apart: with one listener, nothing is allocated for this.
-    let others: Vec<Arc<Runner<E>>> = others
-        .iter()
-        .map(|entry| Runner::count(&entry.runner))
-        .collect();
-    let last = Runner::count(&last.runner);
-    snapshot::counted();
-    let runtime = match Handle::try_current() {
-        Ok(runtime) if !scope.refuses() => runtime,
-        refused => {
-            let cause = || match refused {
-                Ok(_) => FailureCause::ShuttingDown,
-                Err(_) => FailureCause::NoRuntime,
-            };
-            let mut report = Report::new(others.len() + 1);
-            for runner in others.iter().chain([&last]) {
-                report.record_failure(E::NAME, &runner.name, cause());
-            }
-            drop((others, last)); // refused: not tasks, nor cancelled ones
-            return Dispatch::finished(E::NAME, dropped::<E, _>(event, report));
-        }
+    let Ok(runtime) = Handle::try_current() else {
+        return Dispatch::finished(E::NAME, no_runtime(others, last, event));
+    };
+    let mut starter = Starter {
+        runtime,
+        scope,
+        refused: false,
+        tasks: Pending::with_capacity(others.len() + 1),
+        report: Report::new(others.len() + 1),
     };
     let event = Arc::new(event);
-    let mut tasks = Vec::with_capacity(others.len() + 1);
-    for runner in others {
-        tasks.push(start_task(&runtime, runner, Arc::clone(&event)));
+    for entry in others {
+        starter.start(entry, Arc::clone(&event));
     }
-    tasks.push(start_task(&runtime, last, event));
+    starter.start(last, event);
+    let Starter { tasks, report, .. } = starter;
     Dispatch {
         event: E::NAME,
-        report: Some(Report::new(tasks.len())),
-        tasks: tasks.into_iter(),
+        names: Names::of(listeners),
+        tasks,
         joined: 0,
-        names: snapshot.map(|snapshot| snapshot as Arc<dyn ListenerNames>),
+        report: Some(report),
+    }
+}
+
+/// A dispatch with no runtime to spawn on: every listener reported, nothing run.
+#[cold]
+#[inline(never)]
+fn no_runtime<E: Event>(others: &[Arc<Entry<E>>], last: &Entry<E>, event: E) -> Report {
+    let mut report = Report::new(others.len() + 1);
+    for entry in others.iter().map(|entry| &**entry).chain([last]) {
+        report.record_failure(E::NAME, &entry.runner.name, FailureCause::NoRuntime);
+    }
+    dropped::<E, _>(event, report)
+}
+
+/// Starts a dispatch's tasks in dispatch order.
+struct Starter<'a> {
+    runtime: Handle,
+    scope: Scope<'a>,
+    /// Set when the drain flag was seen: this task and every later one are refused, so that the
+    /// tasks started are the first ones in dispatch order.
+    refused: bool,
+    tasks: Pending<TaskOutcome>,
+    report: Report,
+}
+
+impl Starter<'_> {
+    /// Counts a task of `entry`'s listener (by the reference to its runner that the task holds),
+    /// then reads the drain flag: either a drain sees the task, or this dispatch sees the flag and
+    /// refuses the task (and the rest: a dispatch racing the start of a drain may have started its
+    /// first listeners, which the drain then waits for).
+    fn start<E: Event>(&mut self, entry: &Entry<E>, event: Arc<E>) {
+        let runner = Runner::count(&entry.runner);
+        snapshot::counted();
+        self.refused = self.refused || self.scope.refuses();
+        if self.refused {
+            self.refuse(runner, event);
+        } else {
+            self.tasks.push(start_task(&self.runtime, runner, event));
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse<E: Event>(&mut self, runner: Arc<Runner<E>>, event: Arc<E>) {
+        let cause = FailureCause::ShuttingDown;
+        self.report.record_failure(E::NAME, &runner.name, cause);
+        drop(runner); // refused: not a task, nor a cancelled one
+        // The last owner of the payload when every task started has finished already.
+        if let Some(message) = drop_payload::<E, _>(event) {
+            let cause = FailureCause::PayloadDropPanic(message);
+            self.report.push_failure(E::NAME, &Arc::from(""), cause);
+        }
     }
 }
 
@@ -202,6 +287,12 @@ pub(super) struct TaskFailure {
 /// have finished; dropping it (or calling [`detach`](Dispatch::detach)) lets them finish on their
 /// own, with failures still logged through `tracing`.
 ///
+/// A task whose runtime shut down before it finished is reported as
+/// [`Cancelled`](crate::FailureCause::Cancelled). A dispatch of an event's global registry keeps
+/// no reference to the registry's listener list: if the list changed between the dispatch and the
+/// cancellation, the report names that listener `<unknown listener>` (the `tracing` event logged
+/// at the cancellation still names it).
+///
 /// ```
 /// use event_bus::prelude::*;
 /// use std::sync::Arc;
@@ -231,23 +322,23 @@ pub(super) struct TaskFailure {
 #[must_use = "the listeners already run: await the Dispatch for their Report, or call `detach` (or drop it) to let them finish in the background"]
 pub struct Dispatch {
     event: &'static str,
-    /// The snapshot the tasks run, for naming a listener whose task was cancelled.
-    names: Option<Arc<dyn ListenerNames>>,
-    /// The tasks not yet joined, in dispatch order: each handle is dropped as soon as it is joined
-    /// (which frees its task), as a loop awaiting hand-written `tokio::spawn`s does.
-    tasks: std::vec::IntoIter<JoinHandle<TaskOutcome>>,
-    /// How many tasks were joined: the dispatch position of the first in `tasks`.
+    /// Where to find the name of a listener whose task was cancelled.
+    names: Option<Names>,
+    /// The tasks not yet joined, in dispatch order.
+    tasks: Pending<TaskOutcome>,
+    /// How many tasks were joined: the dispatch position of the first in `tasks` (the tasks
+    /// started are the first listeners of the dispatch).
     joined: usize,
     /// `None` once the dispatch has resolved.
     report: Option<Report>,
 }
 
 impl Dispatch {
-    fn finished(event: &'static str, report: Report) -> Self {
+    pub(crate) fn finished(event: &'static str, report: Report) -> Self {
         Dispatch {
             event,
             names: None,
-            tasks: Vec::new().into_iter(),
+            tasks: Pending::with_capacity(0),
             joined: 0,
             report: Some(report),
         }
@@ -282,14 +373,14 @@ impl Dispatch {
     /// assert!(Registry::<Ping>::new().spawn(Ping).is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.tasks.as_slice().iter().all(JoinHandle::is_finished)
+        self.tasks.all_finished()
     }
 
     fn name(&self, index: usize) -> Arc<str> {
         self.names
             .as_ref()
             .and_then(|names| names.name(index))
-            .map_or_else(|| Arc::from("<unknown listener>"), Arc::clone)
+            .unwrap_or_else(|| Arc::from("<unknown listener>"))
     }
 }
 
@@ -298,14 +389,14 @@ impl Future for Dispatch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
         let this = &mut *self;
-        while let Some(handle) = this.tasks.as_mut_slice().first_mut() {
+        while let Some(handle) = this.tasks.first_mut() {
             let joined = match Pin::new(handle).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(joined) => joined,
             };
             let index = this.joined;
             this.joined += 1;
-            drop(this.tasks.next());
+            this.tasks.pop_first();
             let Some(report) = this.report.as_mut() else {
                 break;
             };

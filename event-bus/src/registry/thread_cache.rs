@@ -21,9 +21,9 @@
 //! A cached snapshot keeps its listeners (and what their closures captured) alive. After a
 //! listener is removed, each thread that cached a snapshot holding it lets go of that snapshot on
 //! its next trigger of the same event type that is not nested in a dispatch of it (a nested one
-//! cannot replace the list the outer dispatch walks), or when the thread exits. Dispatches still
-//! running hold their snapshot too until they end, and the detached tasks a `trigger` or `spawn`
-//! started hold their own listener (not the snapshot) until they end. So the bound is: at most one
+//! cannot replace the list the outer dispatch walks), or when the thread exits. Synchronous
+//! dispatches still running hold their snapshot too until they end, and the detached tasks a
+//! `trigger` or `spawn` started hold their own listener (not the snapshot) until they end. So the bound is: at most one
 //! stale snapshot per (thread, event type), never more, released at that thread's next dispatch of
 //! the type or its exit. A thread that never triggers the type again (an idle pool thread) keeps
 //! the captures until it exits: a resource whose release must not wait (a connection, a file to
@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use super::snapshot::Snapshot;
-use crate::dispatch;
+use crate::dispatch::{self, Dispatch, Listeners};
 use crate::event::Event;
 use crate::lifecycle::Scope;
 use crate::report::Report;
@@ -147,7 +147,31 @@ impl<E: Event> ThreadCache<E> {
         dispatch::trigger(scope, snapshot.as_ref(), event)
     }
 
-    /// The current snapshot, owned (for dispatches that outlive the call, like `spawn`): a clone of
+    /// Spawns `event` over the current snapshot: the cached one, borrowed, when `generation` (read
+    /// by the caller before anything else) still matches, else one freshly loaded by `load`.
+    pub(crate) fn spawn(
+        &self,
+        generation: u64,
+        load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
+        scope: Scope<'_>,
+        event: E,
+    ) -> Dispatch {
+        if let Ok(slot) = self.slot.try_borrow()
+            && let Some(cached) = &*slot
+            && cached.generation == generation
+        {
+            let snapshot = cached.snapshot.get().map(|snapshot| &**snapshot);
+            let listeners = Listeners::Cached {
+                snapshot,
+                generation,
+            };
+            return dispatch::spawn(scope, listeners, event);
+        }
+        let snapshot = self.refresh(generation, load);
+        dispatch::spawn(scope, Listeners::Owned(snapshot), event)
+    }
+
+    /// The current snapshot, owned (for callers that keep it past the call): a clone of
     /// the cached one when `generation` still matches (one reference count increment, no
     /// `arc-swap` debt slot), else one freshly loaded by `load`.
     pub(crate) fn current(

@@ -187,7 +187,9 @@ pub(crate) async fn wait(
 /// [`ShuttingDown`](crate::FailureCause::ShuttingDown); then waits until every listener task
 /// already running has finished, or `deadline` passes. Returns what did not finish.
 /// Synchronous listeners and [`deliver`](crate::Event::deliver) (which runs in the caller's task)
-/// are not affected. [`reopen`] undoes the refusal.
+/// are not affected. [`reopen`] undoes the refusal. A dispatch racing the start of the drain has
+/// each of its tasks either refused or waited for (a `spawn` may so start its first listeners and
+/// have the rest refused).
 ///
 /// ```standalone_crate
 /// use event_bus::prelude::*;

@@ -596,7 +596,8 @@ impl<E: Event> Registry<E> {
     /// reporting them as [`ShuttingDown`](crate::FailureCause::ShuttingDown); then waits until
     /// every listener task of this registry already running has finished, or `deadline` passes.
     /// Returns what did not finish. [`reopen`](Registry::reopen) accepts work again; the whole
-    /// program drains with [`event_bus::drain`](crate::drain).
+    /// program drains with [`event_bus::drain`](crate::drain). A dispatch racing the start of the
+    /// drain has each of its tasks either refused or waited for.
     ///
     /// ```
     /// use event_bus::prelude::*;

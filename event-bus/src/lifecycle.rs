@@ -3,8 +3,8 @@
 //! and a test can wait until they are done.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -17,19 +17,21 @@ static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// A listener's view of its running tasks (type-erased, for the program-wide drain).
 pub(crate) trait Tasks: Send + Sync {
-    /// The tasks still running, one entry per task, for a caller that upgraded its `Weak`
-    /// (its reference is not counted as a task).
-    fn unfinished(self: Arc<Self>) -> Vec<Unfinished>;
+    /// The tasks still running, one entry per task.
+    fn unfinished(&self) -> Vec<Unfinished>;
+
+    /// Whether the listener is gone for good (nothing of it can run any more).
+    fn is_gone(&self) -> bool;
 }
 
-/// Every listener registered, while it lives: detached tasks are counted by the references they
+/// Every listener registered, until it is gone: detached tasks are counted by the references they
 /// hold to their listener, which lives as long as they run, even after its registry is gone.
-static LISTENERS: Mutex<Vec<Weak<dyn Tasks>>> = Mutex::new(Vec::new());
+static LISTENERS: Mutex<Vec<Arc<dyn Tasks>>> = Mutex::new(Vec::new());
 
-/// Remembers a newly registered listener.
-pub(crate) fn know(listener: Weak<dyn Tasks>) {
+/// Remembers a newly registered listener (and forgets those gone for good).
+pub(crate) fn know(listener: Arc<dyn Tasks>) {
     let mut known = LISTENERS.lock();
-    known.retain(|weak| weak.strong_count() > 0);
+    known.retain(|known| !known.is_gone());
     known.push(listener);
 }
 
@@ -154,8 +156,11 @@ impl fmt::Display for Drained {
 
 /// The tasks still running in the whole program.
 fn running_everywhere() -> Vec<Unfinished> {
-    let live: Vec<Arc<dyn Tasks>> = LISTENERS.lock().iter().filter_map(Weak::upgrade).collect();
-    live.into_iter().flat_map(Tasks::unfinished).collect()
+    let known: Vec<Arc<dyn Tasks>> = LISTENERS.lock().clone();
+    known
+        .iter()
+        .flat_map(|listener| listener.unfinished())
+        .collect()
 }
 
 /// Waits until `running` reports nothing, or `deadline` passes.

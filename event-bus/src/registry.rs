@@ -1,18 +1,20 @@
 //! [`Registry`]: one event type's listeners, as a copy-on-write snapshot.
 
+mod listed;
 pub(crate) mod snapshot;
 pub(crate) mod thread_cache;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 
-use snapshot::{Entry, Runner, Snapshot};
+use listed::Listed;
+use snapshot::{Entry, Snapshot};
 
 use crate::dispatch::{self, Dispatch, Listeners};
 use crate::event::Event;
@@ -70,9 +72,9 @@ pub(crate) struct State<E> {
     writer: Mutex<u64>,
     /// Set by [`Registry::drain`]: new detached work is refused.
     draining: AtomicBool,
-    /// Every listener registered, while it lives (in a snapshot, or held by a running task):
-    /// detached tasks are counted by the references they hold to their listener's runner.
-    runners: Mutex<Vec<Weak<Runner<E>>>>,
+    /// Every listener registered, until it is gone for good: what drains count its detached tasks
+    /// by (see `listed`).
+    listeners: Mutex<Vec<Arc<Listed<E>>>>,
     /// Whether this (global) registry is listed among those the metrics switch invalidates.
     #[cfg(feature = "metrics")]
     listed: AtomicBool,
@@ -85,7 +87,7 @@ impl<E: Event> State<E> {
             generation: AtomicU64::new(0),
             writer: Mutex::new(0),
             draining: AtomicBool::new(false),
-            runners: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
             #[cfg(feature = "metrics")]
             listed: AtomicBool::new(false),
         }
@@ -121,13 +123,14 @@ impl<E: Event> State<E> {
             let mut next_id = self.writer.lock();
             let id = *next_id;
             *next_id += 1;
-            let entry = Arc::new(Entry::new(id, priority, name, callback));
+            let entry = Entry::new(id, priority, name, callback);
+            let listed = entry.runner.listed();
             {
-                let mut runners = self.runners.lock();
-                runners.retain(|weak| weak.strong_count() > 0);
-                runners.push(Arc::downgrade(&entry.runner));
+                let mut listeners = self.listeners.lock();
+                listeners.retain(|listed| !listed.is_gone());
+                listeners.push(Arc::clone(listed));
             }
-            lifecycle::know(Arc::downgrade(&entry.runner) as Weak<dyn Tasks>);
+            lifecycle::know(Arc::clone(listed) as Arc<dyn Tasks>);
             let current = self.current.load();
             (id, self.publish(Snapshot::with(current.as_deref(), entry)))
         };
@@ -186,24 +189,14 @@ impl<E: Event> State<E> {
     }
 }
 
-impl<E: Event> Tasks for Runner<E> {
-    fn unfinished(self: Arc<Self>) -> Vec<Unfinished> {
-        (0..Runner::running(&self))
-            .map(|_| Unfinished::new(E::NAME, Arc::clone(&self.name)))
-            .collect()
-    }
-}
-
 impl<E: Event> State<E> {
     /// The detached tasks of this registry still running (of any listener it ever had).
     fn unfinished(&self) -> Vec<Unfinished> {
-        let live: Vec<Arc<Runner<E>>> = self
-            .runners
-            .lock()
+        let listeners = self.listeners.lock().clone();
+        listeners
             .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        live.into_iter().flat_map(Tasks::unfinished).collect()
+            .flat_map(|listed| listed.unfinished())
+            .collect()
     }
 }
 

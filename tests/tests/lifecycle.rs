@@ -219,3 +219,127 @@ async fn the_recorder_sees_every_event_from_every_thread() {
     drop(recorder);
     assert_eq!(registry.len(), 1, "dropping the recorder unsubscribes it");
 }
+
+/// A current-thread runtime with timers, for a thread of its own.
+fn thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Drains count tasks by the references the tasks hold: two drains running at once must not count
+/// each other (nor anything of their own) as a task.
+#[test]
+fn concurrent_drains_of_an_idle_registry_each_find_it_idle() {
+    let registry = Arc::new(Registry::<Job>::new());
+    for listener in 0..200 {
+        registry
+            .listener()
+            .name(format!("l{listener}"))
+            .register_async(|_: Arc<Job>| async {});
+    }
+    let drainers: Vec<_> = (0..2)
+        .map(|_| {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || {
+                let runtime = thread_runtime();
+                (0..2_000)
+                    .filter(|_| {
+                        !runtime
+                            .block_on(registry.drain(Duration::ZERO))
+                            .is_complete()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    for drainer in drainers {
+        assert_eq!(drainer.join().expect("a drainer panicked"), 0);
+    }
+}
+
+/// Dispatches refused while a drain waits add nothing it could count: a drain that times out
+/// reports exactly the one task that runs.
+#[test]
+fn dispatches_refused_during_a_drain_are_not_reported_as_unfinished() {
+    let registry = Arc::new(Registry::<Job>::new());
+    registry
+        .listener()
+        .name("fast")
+        .register_async(|_: Arc<Job>| async {});
+    registry
+        .listener()
+        .name("stuck")
+        .register_async(|_: Arc<Job>| std::future::pending::<()>());
+    let workers = event_bus_tests::two_worker_runtime();
+    {
+        let _entered = workers.enter();
+        assert_eq!(registry.trigger(Job(0)).detached(), 2);
+    }
+    let runtime = thread_runtime();
+    let first = runtime.block_on(registry.drain(Duration::from_millis(100)));
+    assert_eq!(first.unfinished().len(), 1, "{first}");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused: Vec<_> = (0..2)
+        .map(|thread| {
+            let (registry, stop) = (Arc::clone(&registry), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                thread_runtime().block_on(async {
+                    while !stop.load(Ordering::SeqCst) {
+                        let report = if thread == 0 {
+                            registry.spawn(Job(1)).await
+                        } else {
+                            registry.trigger(Job(1))
+                        };
+                        assert_eq!(report.failures().len(), 2, "{report}");
+                    }
+                })
+            })
+        })
+        .collect();
+    for _ in 0..40 {
+        let drained = runtime.block_on(registry.drain(Duration::from_millis(10)));
+        let names: Vec<&str> = drained.unfinished().iter().map(|t| t.listener()).collect();
+        assert_eq!(names, ["stuck"], "{drained}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in refused {
+        thread.join().expect("a dispatching thread panicked");
+    }
+}
+
+/// A value captured by a listener that was unregistered while its task ran is dropped by that task,
+/// after its listener returned: a drain waits for that too.
+#[test]
+fn a_drain_waits_for_the_captures_of_an_unregistered_listener_to_be_dropped() {
+    struct Flusher(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Flusher {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(200));
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let flushed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registry = Registry::<Job>::new();
+    let flusher = Flusher(Arc::clone(&flushed));
+    let subscription = registry
+        .listener()
+        .name("writer")
+        .register_async(move |_: Arc<Job>| {
+            let _uses = &flusher;
+            tokio::time::sleep(Duration::from_millis(50))
+        });
+    let workers = event_bus_tests::two_worker_runtime();
+    {
+        let _entered = workers.enter();
+        assert_eq!(registry.trigger(Job(0)).detached(), 1);
+    }
+    assert!(subscription.unsubscribe());
+    let drained = thread_runtime().block_on(registry.drain(Duration::from_secs(10)));
+    assert!(drained.is_complete(), "{drained}");
+    assert!(
+        flushed.load(Ordering::SeqCst),
+        "the drain returned before the listener's captures were dropped"
+    );
+}

@@ -146,24 +146,27 @@ impl Starter<'_> {
     /// Counts a task of `entry`'s listener (by the reference to its runner that the task holds),
     /// then reads the drain flag: either a drain sees the task, or this dispatch sees the flag and
     /// refuses the task (and the rest: a dispatch racing the start of a drain may have started its
-    /// first listeners, which the drain then waits for).
+    /// first listeners, which the drain then waits for). The flag is also read before counting,
+    /// so that a dispatch during a drain adds nothing that the drain could count.
     fn start<E: Event>(&mut self, entry: &Entry<E>, event: Arc<E>) {
-        let runner = Runner::count(&entry.runner);
-        snapshot::counted();
         self.refused = self.refused || self.scope.refuses();
-        if self.refused {
-            self.refuse(runner, event);
-        } else {
-            self.tasks.push(start_task(&self.runtime, runner, event));
+        if !self.refused {
+            let runner = Runner::count(&entry.runner);
+            snapshot::counted();
+            self.refused = self.scope.refuses();
+            if !self.refused {
+                self.tasks.push(start_task(&self.runtime, runner, event));
+                return;
+            }
         }
+        self.refuse(&entry.runner.name, event);
     }
 
     #[cold]
     #[inline(never)]
-    fn refuse<E: Event>(&mut self, runner: Arc<Runner<E>>, event: Arc<E>) {
+    fn refuse<E: Event>(&mut self, listener: &Arc<str>, event: Arc<E>) {
         let cause = FailureCause::ShuttingDown;
-        self.report.record_failure(E::NAME, &runner.name, cause);
-        drop(runner); // refused: not a task, nor a cancelled one
+        self.report.record_failure(E::NAME, listener, cause);
         // The last owner of the payload when every task started has finished already.
         if let Some(message) = drop_payload::<E, _>(event) {
             let cause = FailureCause::PayloadDropPanic(message);

@@ -146,14 +146,15 @@ fn trigger_mixed<E: Event>(scope: Scope<'_>, snapshot: &Arc<Snapshot<E>>, event:
                 }
             }
             (Callback::Async(_), Some(runtime)) => {
-                // Counted before the drain flag is read (see `lifecycle`).
-                let counted = Runner::count(runner);
+                // Counted before the drain flag is read (see `lifecycle`); the flag is also read
+                // before, so that a dispatch during a drain adds nothing it could count.
+                let counted = (!scope.refuses()).then(|| Runner::count(runner));
                 snapshot::counted();
-                if scope.refuses() {
-                    drop(counted); // refused: not a task, nor a cancelled one
+                let Some(counted) = counted.filter(|_| !scope.refuses()) else {
+                    // Refused: not a task, nor a cancelled one.
                     report.record_failure(E::NAME, &runner.name, FailureCause::ShuttingDown);
                     continue;
-                }
+                };
                 let tracked = Running::new(counted);
                 // The task keeps its own owner of the payload, guarded: a panic in the payload's
                 // `Drop` is never the listener's (even when the task is cancelled), and never

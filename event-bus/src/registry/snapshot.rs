@@ -1,8 +1,9 @@
 //! The immutable listener list a dispatch iterates: rebuilt on every change (copy-on-write).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{Ordering, fence};
 
+use super::listed::{Done, Listed};
 use crate::event::Event;
 use crate::listener::{Callback, SyncFn};
 use crate::report::FailureCause;
@@ -16,63 +17,45 @@ pub(crate) struct Entry<E> {
 }
 
 impl<E> Entry<E> {
-    pub(crate) fn new(id: u64, priority: i32, name: Arc<str>, callback: Callback<E>) -> Self {
-        Entry {
+    /// A new listener, with the record drains count its tasks by (see [`Listed`]).
+    pub(crate) fn new(id: u64, priority: i32, name: Arc<str>, callback: Callback<E>) -> Arc<Self> {
+        Arc::new_cyclic(|entry| Entry {
             id,
             priority,
-            runner: Arc::new(Runner {
-                name,
+            runner: Arc::new_cyclic(|runner| Runner {
+                name: Arc::clone(&name),
                 callback,
-                listed: AtomicBool::new(true),
+                done: Done::new(Listed::new(name, runner.clone(), entry.clone())),
             }),
-        }
-    }
-}
-
-impl<E> Drop for Entry<E> {
-    fn drop(&mut self) {
-        // Before the entry's reference goes (the field is dropped after this): a count that no
-        // longer includes that reference sees this too (see `Runner::running`).
-        self.runner.listed.store(false, Ordering::Relaxed);
+        })
     }
 }
 
 /// A listener's name and callback: what its detached tasks hold while they run.
 ///
-/// Its strong count is the number of those tasks, plus one while an [`Entry`] lists it: taking a
-/// clone for a task is what counts the task for drains (see [`Runner::running`]), as a
+/// Its strong count is the number of those tasks, plus one while its [`Entry`] lives: taking a
+/// clone for a task is what counts the task for drains (see [`Listed::running`]), as a
 /// hand-written `tokio::spawn` of an `Arc`'d closure clones its closure, with no counter of its
 /// own to write.
 pub(crate) struct Runner<E> {
     pub(crate) name: Arc<str>,
     pub(crate) callback: Callback<E>,
-    /// Whether the entry still holds this runner: cleared just before it lets go.
-    listed: AtomicBool,
+    /// Declared last, so dropped last: marks the listener destroyed once its callback (and what
+    /// it captured) is gone.
+    done: Done<E>,
 }
 
 impl<E> Runner<E> {
-    /// How many tasks of `this` are running, for a caller holding `this` as its own reference
-    /// (upgraded from a `Weak`).
-    ///
-    /// Never below the true count at the moment the strong count is read: a clone taken for a
-    /// task is counted from its increment to its decrement, and the entry's reference is
-    /// subtracted only while `listed` says it is there. Transiently above it (a concurrent drain's
-    /// own reference, an entry letting go), which only makes a drain look once more.
-    ///
-    /// The `Acquire` fence makes what the tasks no longer counted did (their listener's effects)
-    /// visible to the caller: each task's reference is dropped with a `Release` decrement.
-    pub(crate) fn running(this: &Arc<Self>) -> usize {
-        let strong = Arc::strong_count(this);
-        fence(Ordering::Acquire);
-        let listed = this.listed.load(Ordering::Relaxed);
-        strong.saturating_sub(1 + usize::from(listed))
-    }
-
     /// One more reference to `this`, for a task about to start: counted from here.
     ///
     /// The caller reads the drain flag only after [`counted`].
     pub(crate) fn count(this: &Arc<Self>) -> Arc<Self> {
         Arc::clone(this)
+    }
+
+    /// The record drains count this listener's tasks by.
+    pub(crate) fn listed(&self) -> &Arc<Listed<E>> {
+        self.done.listed()
     }
 }
 
@@ -185,12 +168,12 @@ mod tests {
     use super::*;
 
     fn entry(id: u64, priority: i32) -> Arc<Entry<()>> {
-        Arc::new(Entry::new(
+        Entry::new(
             id,
             priority,
             Arc::from(format!("l{id}")),
             Callback::from_fn(|_: &()| {}),
-        ))
+        )
     }
 
     fn ids(snapshot: &Snapshot<()>) -> Vec<u64> {
@@ -215,25 +198,22 @@ mod tests {
     }
 
     #[test]
-    fn a_runner_counts_the_references_its_tasks_hold_and_nothing_else() {
+    fn a_listener_counts_the_references_its_tasks_hold_and_nothing_else() {
         let entry = entry(1, 0);
+        let listed = Arc::clone(entry.runner.listed());
         let snapshots = [
             Snapshot::with(None, Arc::clone(&entry)),
             Snapshot::new(vec![]),
         ];
-        let mine = Arc::clone(&entry.runner); // the caller's own, as a drain upgrades it
-        assert_eq!(Runner::running(&mine), 0, "listed, no task");
-        let tasks = [Runner::count(&mine), Runner::count(&mine)];
-        assert_eq!(Runner::running(&mine), 2);
+        assert_eq!(listed.running(), 0, "listed, no task");
+        let tasks = [Runner::count(&entry.runner), Runner::count(&entry.runner)];
+        assert_eq!(listed.running(), 2);
         drop(snapshots);
         drop(entry);
-        assert_eq!(
-            Runner::running(&mine),
-            2,
-            "its entry gone, its tasks still run"
-        );
+        assert_eq!(listed.running(), 2, "its entry gone, its tasks still run");
         drop(tasks);
-        assert_eq!(Runner::running(&mine), 0);
+        assert_eq!(listed.running(), 0);
+        assert!(listed.is_gone());
     }
 
     #[test]
@@ -242,12 +222,12 @@ mod tests {
         assert!(!sync_only.has_async);
         let mixed = Snapshot::with(
             Some(&sync_only),
-            Arc::new(Entry::new(
+            Entry::new(
                 2,
                 0,
                 Arc::from("l2"),
                 Callback::from_async_fn(|_: Arc<()>| async {}),
-            )),
+            ),
         );
         assert!(mixed.has_async);
     }

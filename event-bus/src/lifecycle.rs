@@ -47,6 +47,7 @@ impl Scope<'_> {
     /// Sequentially consistent with the drains: a task is counted, then a `SeqCst` fence, before
     /// this is read; a drain sets its flag, then a `SeqCst` fence, before it reads the counts
     /// (see [`wait`]). So one of the two always sees the other.
+    #[inline]
     pub(crate) fn refuses(&self) -> bool {
         DRAINING.load(Ordering::SeqCst) || self.draining.load(Ordering::SeqCst)
     }

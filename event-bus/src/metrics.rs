@@ -97,6 +97,7 @@ impl Timer {
 
     /// The time since the start, if recording started then and still is (a run that began
     /// before [`disable`] records nothing after it).
+    #[inline]
     fn elapsed(self) -> Option<Duration> {
         self.0.filter(|_| on()).map(|started| started.elapsed())
     }

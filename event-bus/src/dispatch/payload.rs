@@ -76,8 +76,12 @@ impl<E: Event> PayloadOwner<E> {
 
     /// Drops this owner now: the panic message, logged and reported, if the payload's `Drop`
     /// ran and panicked.
+    #[inline]
     pub(crate) fn release(mut self) -> Option<String> {
-        self.payload.take().and_then(drop_payload::<E, _>)
+        let payload = self.payload.take();
+        // Nothing left for `Drop` to do.
+        std::mem::forget(self);
+        payload.and_then(drop_payload::<E, _>)
     }
 }
 

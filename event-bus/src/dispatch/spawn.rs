@@ -101,7 +101,7 @@ pub(crate) fn spawn<E: Event>(scope: Scope<'_>, listeners: Listeners<'_, E>, eve
     let mut starter = Starter {
         runtime,
         scope,
-        refused: false,
+        refused: scope.refuses(),
         tasks: Pending::with_capacity(others.len() + 1),
         report: Report::new(others.len() + 1),
     };
@@ -135,8 +135,9 @@ fn no_runtime<E: Event>(others: &[Arc<Entry<E>>], last: &Entry<E>, event: E) -> 
 struct Starter<'a> {
     runtime: Handle,
     scope: Scope<'a>,
-    /// Set when the drain flag was seen: this task and every later one are refused, so that the
-    /// tasks started are the first ones in dispatch order.
+    /// Set when the drain flag was seen (when the dispatch began, or after counting a task): this
+    /// task and every later one are refused, so that the tasks started are the first ones in
+    /// dispatch order.
     refused: bool,
     tasks: Pending<TaskOutcome>,
     report: Report,
@@ -146,10 +147,10 @@ impl Starter<'_> {
     /// Counts a task of `entry`'s listener (by the reference to its runner that the task holds),
     /// then reads the drain flag: either a drain sees the task, or this dispatch sees the flag and
     /// refuses the task (and the rest: a dispatch racing the start of a drain may have started its
-    /// first listeners, which the drain then waits for). The flag is also read before counting,
-    /// so that a dispatch during a drain adds nothing that the drain could count.
+    /// first listeners, which the drain then waits for). The flag was also read when the dispatch
+    /// began ([`Starter::refused`]), so that a dispatch made during a drain adds nothing that the
+    /// drain could count.
     fn start<E: Event>(&mut self, entry: &Entry<E>, event: Arc<E>) {
-        self.refused = self.refused || self.scope.refuses();
         if !self.refused {
             let runner = Runner::count(&entry.runner);
             snapshot::counted();
@@ -222,6 +223,7 @@ where
 }
 
 /// The body of a synchronous listener's task.
+#[inline]
 fn run_sync<E: Event>(
     entry: &Runner<E>,
     listener: &Arc<dyn SharedSync<E>>,
@@ -259,15 +261,31 @@ fn ended<E: Event>(
     metrics::listener_ran(E::NAME, &entry.name, outcome.is_ok(), timer);
     // Logged before the payload is dropped: a panic in its `Drop` must not take the place of
     // the listener's panic in the thread's record of the latest panic (its backtrace).
-    let listener = outcome.err().map(|cause| {
-        let name = Arc::clone(&entry.name);
-        cause.log(E::NAME, &name);
-        (name, cause)
-    });
+    let listener = match outcome {
+        Ok(()) => None,
+        Err(cause) => Some(listener_failed::<E>(&entry.name, cause)),
+    };
     let payload_drop = event.release();
     if listener.is_none() && payload_drop.is_none() {
         return None;
     }
+    task_failure(listener, payload_drop)
+}
+
+/// Logs the failure `cause` of the listener `name`, and returns it with the name.
+#[cold]
+#[inline(never)]
+fn listener_failed<E: Event>(name: &Arc<str>, cause: FailureCause) -> (Arc<str>, FailureCause) {
+    cause.log(E::NAME, name);
+    (Arc::clone(name), cause)
+}
+
+#[cold]
+#[inline(never)]
+fn task_failure(
+    listener: Option<(Arc<str>, FailureCause)>,
+    payload_drop: Option<String>,
+) -> TaskOutcome {
     Some(Box::new(TaskFailure {
         listener,
         payload_drop,

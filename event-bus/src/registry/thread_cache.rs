@@ -149,6 +149,7 @@ impl<E: Event> ThreadCache<E> {
 
     /// Spawns `event` over the current snapshot: the cached one, borrowed, when `generation` (read
     /// by the caller before anything else) still matches, else one freshly loaded by `load`.
+    #[inline]
     pub(crate) fn spawn(
         &self,
         generation: u64,

@@ -280,6 +280,7 @@ fn listener_failed<E: Event>(name: &Arc<str>, cause: FailureCause) -> (Arc<str>,
     (Arc::clone(name), cause)
 }
 
+/// What a task returns when its listener failed or the payload's `Drop` panicked there.
 #[cold]
 #[inline(never)]
 fn task_failure(

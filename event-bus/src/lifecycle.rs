@@ -12,6 +12,9 @@ use parking_lot::Mutex;
 /// How often a drain looks again at what is still running.
 const POLL: Duration = Duration::from_millis(5);
 
+/// How long after its deadline a drain counts the unfinished tasks again (see [`confirmed`]).
+const RECOUNT: Duration = Duration::from_millis(1);
+
 /// Program-wide drain: every registry refuses new tasks.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
@@ -180,19 +183,47 @@ pub(crate) async fn wait(
         }
         let now = tokio::time::Instant::now();
         match until {
-            Some(until) if now >= until => return Drained { unfinished },
+            Some(until) if now >= until => {
+                let unfinished = confirmed(&running, unfinished).await;
+                return Drained { unfinished };
+            }
             Some(until) => tokio::time::sleep(POLL.min(until - now)).await,
             None => tokio::time::sleep(POLL).await,
         }
     }
 }
 
+/// The tasks of `first` (a count at the deadline) still counted [`RECOUNT`] later. A dispatch
+/// racing the drain counts each task before it reads the drain flag, and refuses the task if the
+/// flag is set: for a few nanoseconds, a count can include a task that never runs. A task counted
+/// both times is one that ran (or is running) at the deadline.
+async fn confirmed(
+    running: &impl Fn() -> Vec<Unfinished>,
+    mut first: Vec<Unfinished>,
+) -> Vec<Unfinished> {
+    tokio::time::sleep(RECOUNT).await;
+    fence(Ordering::SeqCst);
+    running()
+        .into_iter()
+        .filter(
+            |task| match first.iter().position(|counted| counted == task) {
+                Some(at) => {
+                    first.swap_remove(at);
+                    true
+                }
+                None => false,
+            },
+        )
+        .collect()
+}
+
 /// Graceful shutdown of the whole program's event dispatch: from now on, every registry refuses
 /// new detached work (async listeners run by [`trigger`](crate::Event::trigger), the tasks of
 /// [`spawn`](crate::Event::spawn)), reported as
 /// [`ShuttingDown`](crate::FailureCause::ShuttingDown); then waits until every listener task
-/// already running has finished, or `deadline` passes. Returns what did not finish.
-/// Synchronous listeners and [`deliver`](crate::Event::deliver) (which runs in the caller's task)
+/// already running has finished, or `deadline` passes. Returns what did not finish (counted
+/// twice, the second time a millisecond after the deadline, so that a task a racing dispatch
+/// counted and refused in between is not reported). Synchronous listeners and [`deliver`](crate::Event::deliver) (which runs in the caller's task)
 /// are not affected. [`reopen`] undoes the refusal. A dispatch racing the start of the drain has
 /// each of its tasks either refused or waited for (a `spawn` may so start its first listeners and
 /// have the rest refused).

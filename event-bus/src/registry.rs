@@ -588,7 +588,9 @@ impl<E: Event> Registry<E> {
     /// listeners run by [`trigger`](Registry::trigger), the tasks of [`spawn`](Registry::spawn)),
     /// reporting them as [`ShuttingDown`](crate::FailureCause::ShuttingDown); then waits until
     /// every listener task of this registry already running has finished, or `deadline` passes.
-    /// Returns what did not finish. [`reopen`](Registry::reopen) accepts work again; the whole
+    /// Returns what did not finish (counted twice, the second time a millisecond after the
+    /// deadline, so that a task a racing dispatch counted and refused in between is not
+    /// reported). [`reopen`](Registry::reopen) accepts work again; the whole
     /// program drains with [`event_bus::drain`](crate::drain). A dispatch racing the start of the
     /// drain has each of its tasks either refused or waited for.
     ///

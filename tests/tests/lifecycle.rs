@@ -343,3 +343,69 @@ fn a_drain_waits_for_the_captures_of_an_unregistered_listener_to_be_dropped() {
         "the drain returned before the listener's captures were dropped"
     );
 }
+
+#[event]
+struct Raced(#[allow(dead_code)] u64);
+
+/// A dispatch racing a drain counts its task, then sees the flag and refuses it: a drain whose
+/// deadline passes in between must not report that task, which never runs.
+#[test]
+fn a_drain_at_its_deadline_does_not_report_a_task_that_a_racing_dispatch_refused() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::time::Instant;
+
+    // `k * 4 + 1` while dispatch `k` is inside `spawn`, `k * 4 + 2` after.
+    static PHASE: AtomicU64 = AtomicU64::new(0);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let registry: &'static Registry<Raced> = Box::leak(Box::new(Registry::new()));
+    registry.listener().name("only").register(|_: &Raced| {});
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&ran);
+    let spawner = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut k = 0;
+            while !STOP.load(Ordering::SeqCst) {
+                k += 1;
+                PHASE.store(k * 4 + 1, Ordering::SeqCst);
+                let dispatch = registry.spawn(Raced(k));
+                PHASE.store(k * 4 + 2, Ordering::SeqCst);
+                let report = dispatch.await;
+                record.lock().unwrap().push(report.succeeded() == 1);
+            }
+        });
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut suspects = Vec::new();
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_millis(1500) {
+        registry.reopen();
+        let before = PHASE.load(Ordering::SeqCst);
+        let drained = runtime.block_on(registry.drain(Duration::ZERO));
+        let after = PHASE.load(Ordering::SeqCst);
+        if !drained.is_complete() && before == after && before % 4 == 1 {
+            suspects.push((before / 4, drained.to_string()));
+        }
+    }
+    STOP.store(true, Ordering::SeqCst);
+    registry.reopen();
+    spawner.join().unwrap();
+    let ran = ran.lock().unwrap();
+    let phantoms: Vec<_> = suspects
+        .iter()
+        .filter(|(k, _)| !ran[usize::try_from(*k).unwrap() - 1])
+        .collect();
+    assert!(
+        phantoms.is_empty(),
+        "{} drains reported a task that was refused, e.g. {:?}",
+        phantoms.len(),
+        phantoms.first()
+    );
+}

@@ -31,7 +31,7 @@
 //! `Registry::new()` have no thread cache: their captures go with the last dispatch that loaded
 //! them.
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell};
 use std::sync::Arc;
 #[cfg(feature = "metrics")]
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +127,17 @@ impl<E: Event> ThreadCache<E> {
         self.trigger_slow(generation, load, scope, event)
     }
 
+    /// The cached snapshot, borrowed, if it was loaded at `generation` (and the cache is not being
+    /// replaced): the hit check of every path but `trigger`'s hot one, which inlines its own.
+    fn hit(&self, generation: u64) -> Option<Ref<'_, Loaded<E>>> {
+        let slot = self.slot.try_borrow().ok()?;
+        Ref::filter_map(slot, |slot| match slot {
+            Some(cached) if cached.generation == generation => Some(&cached.snapshot),
+            _ => None,
+        })
+        .ok()
+    }
+
     /// [`ThreadCache::trigger`] off the hot path.
     #[cold]
     #[inline(never)]
@@ -137,11 +148,8 @@ impl<E: Event> ThreadCache<E> {
         scope: Scope<'_>,
         event: E,
     ) -> Report {
-        if let Ok(slot) = self.slot.try_borrow()
-            && let Some(cached) = &*slot
-            && cached.generation == generation
-        {
-            return dispatch::trigger(scope, cached.snapshot.get(), event);
+        if let Some(cached) = self.hit(generation) {
+            return dispatch::trigger(scope, cached.get(), event);
         }
         let snapshot = self.refresh(generation, load);
         dispatch::trigger(scope, snapshot.as_ref(), event)
@@ -157,11 +165,8 @@ impl<E: Event> ThreadCache<E> {
         scope: Scope<'_>,
         event: E,
     ) -> Dispatch {
-        if let Ok(slot) = self.slot.try_borrow()
-            && let Some(cached) = &*slot
-            && cached.generation == generation
-        {
-            let snapshot = cached.snapshot.get().map(|snapshot| &**snapshot);
+        if let Some(cached) = self.hit(generation) {
+            let snapshot = cached.get().map(|snapshot| &**snapshot);
             let listeners = Listeners::Cached {
                 snapshot,
                 generation,
@@ -180,11 +185,8 @@ impl<E: Event> ThreadCache<E> {
         generation: u64,
         load: impl FnOnce() -> Option<Arc<Snapshot<E>>>,
     ) -> Option<Arc<Snapshot<E>>> {
-        if let Ok(slot) = self.slot.try_borrow()
-            && let Some(cached) = &*slot
-            && cached.generation == generation
-        {
-            return cached.snapshot.get().cloned();
+        if let Some(cached) = self.hit(generation) {
+            return cached.get().cloned();
         }
         self.refresh(generation, load)
     }

@@ -4,7 +4,10 @@
 //! runtime (the same set-up as the criterion bench's `spawn` group).
 //!
 //! Run with `cargo run --release -p event-bus-benches --example spawn_ratio`; an argument (`1`, `4`
-//! or `16`) runs only that listener count.
+//! or `16`) runs only that listener count, and `--with-handle` adds a third contender, interleaved
+//! with the two: the hand-written loop that also asks tokio for the runtime handle first
+//! (`Handle::try_current`, which `spawn` needs to report a missing runtime instead of panicking),
+//! to tell that cost from the dispatch's own.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -47,8 +50,9 @@ fn median_best(mut times: Vec<f64>) -> (f64, f64) {
 }
 
 macro_rules! case {
-    ($runtime:expr, $ty:ident, $n:expr) => {{
+    ($runtime:expr, $ty:ident, $n:expr, $with_handle:expr) => {{
         let runtime: &Runtime = $runtime;
+        let with_handle: bool = $with_handle;
         let n: usize = $n;
         let listeners: Vec<Arc<dyn Fn(&$ty) + Send + Sync>> = (0..n)
             .map(|_| {
@@ -74,11 +78,31 @@ macro_rules! case {
                 black_box(handle.await.is_ok());
             }
         };
+        let hand_written_with_handle = || async {
+            let handle = tokio::runtime::Handle::try_current();
+            black_box(handle.is_ok());
+            let event = Arc::new($ty(black_box(1)));
+            let handles: Vec<_> = listeners
+                .iter()
+                .map(|listener| {
+                    let listener = Arc::clone(listener);
+                    let event = Arc::clone(&event);
+                    tokio::spawn(async move { listener(&event) })
+                })
+                .collect();
+            drop(handle);
+            for handle in handles {
+                black_box(handle.await.is_ok());
+            }
+        };
         let ours = || async {
             black_box($ty(black_box(1)).spawn().await.is_success());
         };
-        let (mut floor, mut spawned) = (Vec::new(), Vec::new());
+        let (mut floor, mut spawned, mut with_handle_times) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
+            if with_handle {
+                with_handle_times.push(per_dispatch(runtime, &hand_written_with_handle));
+            }
             floor.push(per_dispatch(runtime, &hand_written));
             spawned.push(per_dispatch(runtime, &ours));
         }
@@ -89,6 +113,13 @@ macro_rules! case {
             median / floor_median,
             best / floor_best,
         );
+        if with_handle {
+            let (median, _) = median_best(with_handle_times);
+            println!(
+                "    hand-written with Handle::try_current {median:.0} ns = {:.3}x median",
+                median / floor_median,
+            );
+        }
     }};
 }
 
@@ -97,15 +128,17 @@ fn main() {
         Ok(runtime) => runtime,
         Err(error) => panic!("cannot build the runtime: {error}"),
     };
-    let only: Option<usize> = std::env::args().nth(1).and_then(|arg| arg.parse().ok());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only: Option<usize> = args.iter().find_map(|arg| arg.parse().ok());
+    let with_handle = args.iter().any(|arg| arg == "--with-handle");
     let wanted = |n: usize| only.is_none_or(|only| only == n);
     if wanted(1) {
-        case!(&runtime, Job1, 1);
+        case!(&runtime, Job1, 1, with_handle);
     }
     if wanted(4) {
-        case!(&runtime, Job4, 4);
+        case!(&runtime, Job4, 4, with_handle);
     }
     if wanted(16) {
-        case!(&runtime, Job16, 16);
+        case!(&runtime, Job16, 16, with_handle);
     }
 }

@@ -311,6 +311,7 @@ pub mod __private {
     pub use crate::cqrs::{HandlerSlot, install_handler};
     #[cfg(feature = "pipeline")]
     pub use crate::executor::install_durable;
+    pub use crate::registry::State as RegistryState;
     pub use crate::registry::thread_cache::ThreadCache;
     pub use crate::static_listeners::{StaticListener, install_async, install_sync};
     pub use inventory;

@@ -56,14 +56,17 @@ pub struct Registry<E: 'static> {
 }
 
 enum Core<E: 'static> {
-    /// The per-type registry in a `static`.
-    Global(State<E>),
+    /// The per-type registry: its state in a `static` of its own, so that the registry's `static`
+    /// holds no interior mutability and the compiler knows this variant at every call site.
+    Global(&'static State<E>),
     /// A registry made with `Registry::new()`; subscriptions hold it weakly.
     Local(Arc<State<E>>),
 }
 
-/// The shared state behind a registry.
-pub(crate) struct State<E> {
+/// The shared state behind a registry. Public only for the `static` that `#[event]` writes; not
+/// for users.
+#[doc(hidden)]
+pub struct State<E> {
     current: ArcSwapOption<Snapshot<E>>,
     /// Incremented after each new snapshot is published: validates the per-thread caches of a
     /// global registry (see `thread_cache`).
@@ -80,8 +83,19 @@ pub(crate) struct State<E> {
     listed: AtomicBool,
 }
 
+impl<E> std::fmt::Debug for State<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .field("draining", &self.draining.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: Event> State<E> {
-    const fn new() -> Self {
+    /// An empty registry state, for a `static`.
+    #[doc(hidden)]
+    pub const fn new() -> Self {
         State {
             current: ArcSwapOption::const_empty(),
             generation: AtomicU64::new(0),
@@ -222,11 +236,12 @@ impl<E: Event> Registry<E> {
         }
     }
 
-    /// The global registry of an event type. Used by the code `#[event]` generates; not for users.
+    /// The global registry of an event type, over its state in `state`. Used by the code
+    /// `#[event]` generates; not for users.
     #[doc(hidden)]
-    pub const fn __global() -> Self {
+    pub const fn __global(state: &'static State<E>) -> Self {
         Registry {
-            core: Core::Global(State::new()),
+            core: Core::Global(state),
         }
     }
 

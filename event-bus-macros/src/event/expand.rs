@@ -43,7 +43,9 @@ pub(crate) fn impl_event(input: &Input, options: &Options) -> TokenStream {
 
             #[inline]
             fn registry() -> &'static #krate::Registry<Self> {
-                static REGISTRY: #krate::Registry<#ident> = #krate::Registry::__global();
+                static STATE: #krate::__private::RegistryState<#ident> =
+                    #krate::__private::RegistryState::new();
+                static REGISTRY: #krate::Registry<#ident> = #krate::Registry::__global(&STATE);
                 &REGISTRY
             }
 

@@ -86,7 +86,8 @@ pub trait Event: Sized + Send + Sync + 'static {
     /// ```
     const VERSION: u32 = 1;
 
-    /// The event type's global registry (one `static` per type, written by `#[event]`).
+    /// The event type's global registry (written by `#[event]`: a `static` per type, over its
+    /// state in another).
     ///
     /// ```
     /// use event_bus::prelude::*;

@@ -49,6 +49,36 @@ fn median_best(mut times: Vec<f64>) -> (f64, f64) {
     (times[times.len() / 2], times[0])
 }
 
+/// What a user writes: one `tokio::spawn` per listener, the payload shared by `Arc`, then every
+/// handle awaited. With `LOOKUP`, it first asks tokio for the runtime handle (as `spawn` must, to
+/// report a missing runtime instead of panicking) and drops it once the tasks are spawned.
+async fn hand_written<E: Send + Sync + 'static, const LOOKUP: bool>(
+    listeners: &[Arc<dyn Fn(&E) + Send + Sync>],
+    event: E,
+) {
+    let runtime = if LOOKUP {
+        Some(tokio::runtime::Handle::try_current())
+    } else {
+        None
+    };
+    if let Some(runtime) = &runtime {
+        black_box(runtime.is_ok());
+    }
+    let event = Arc::new(event);
+    let handles: Vec<_> = listeners
+        .iter()
+        .map(|listener| {
+            let listener = Arc::clone(listener);
+            let event = Arc::clone(&event);
+            tokio::spawn(async move { listener(&event) })
+        })
+        .collect();
+    drop(runtime);
+    for handle in handles {
+        black_box(handle.await.is_ok());
+    }
+}
+
 macro_rules! case {
     ($runtime:expr, $ty:ident, $n:expr, $with_handle:expr) => {{
         let runtime: &Runtime = $runtime;
@@ -64,46 +94,17 @@ macro_rules! case {
                 }) as Arc<dyn Fn(&$ty) + Send + Sync>
             })
             .collect();
-        let hand_written = || async {
-            let event = Arc::new($ty(black_box(1)));
-            let handles: Vec<_> = listeners
-                .iter()
-                .map(|listener| {
-                    let listener = Arc::clone(listener);
-                    let event = Arc::clone(&event);
-                    tokio::spawn(async move { listener(&event) })
-                })
-                .collect();
-            for handle in handles {
-                black_box(handle.await.is_ok());
-            }
-        };
-        let hand_written_with_handle = || async {
-            let handle = tokio::runtime::Handle::try_current();
-            black_box(handle.is_ok());
-            let event = Arc::new($ty(black_box(1)));
-            let handles: Vec<_> = listeners
-                .iter()
-                .map(|listener| {
-                    let listener = Arc::clone(listener);
-                    let event = Arc::clone(&event);
-                    tokio::spawn(async move { listener(&event) })
-                })
-                .collect();
-            drop(handle);
-            for handle in handles {
-                black_box(handle.await.is_ok());
-            }
-        };
+        let plain = || hand_written::<$ty, false>(&listeners, $ty(black_box(1)));
+        let with_lookup = || hand_written::<$ty, true>(&listeners, $ty(black_box(1)));
         let ours = || async {
             black_box($ty(black_box(1)).spawn().await.is_success());
         };
         let (mut floor, mut spawned, mut with_handle_times) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             if with_handle {
-                with_handle_times.push(per_dispatch(runtime, &hand_written_with_handle));
+                with_handle_times.push(per_dispatch(runtime, &with_lookup));
             }
-            floor.push(per_dispatch(runtime, &hand_written));
+            floor.push(per_dispatch(runtime, &plain));
             spawned.push(per_dispatch(runtime, &ours));
         }
         let (floor_median, floor_best) = median_best(floor);

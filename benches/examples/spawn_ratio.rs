@@ -49,11 +49,14 @@ fn median_best(mut times: Vec<f64>) -> (f64, f64) {
     (times[times.len() / 2], times[0])
 }
 
+/// A listener of the hand-written contenders.
+type Listener<E> = Arc<dyn Fn(&E) + Send + Sync>;
+
 /// What a user writes: one `tokio::spawn` per listener, the payload shared by `Arc`, then every
 /// handle awaited. With `LOOKUP`, it first asks tokio for the runtime handle (as `spawn` must, to
 /// report a missing runtime instead of panicking) and drops it once the tasks are spawned.
 async fn hand_written<E: Send + Sync + 'static, const LOOKUP: bool>(
-    listeners: &[Arc<dyn Fn(&E) + Send + Sync>],
+    listeners: &[Listener<E>],
     event: E,
 ) {
     let runtime = if LOOKUP {
@@ -84,14 +87,14 @@ macro_rules! case {
         let runtime: &Runtime = $runtime;
         let with_handle: bool = $with_handle;
         let n: usize = $n;
-        let listeners: Vec<Arc<dyn Fn(&$ty) + Send + Sync>> = (0..n)
+        let listeners: Vec<Listener<$ty>> = (0..n)
             .map(|_| {
                 $ty::register(|e: &$ty| {
                     black_box(e.0);
                 });
                 Arc::new(|e: &$ty| {
                     black_box(e.0);
-                }) as Arc<dyn Fn(&$ty) + Send + Sync>
+                }) as Listener<$ty>
             })
             .collect();
         let plain = || hand_written::<$ty, false>(&listeners, $ty(black_box(1)));

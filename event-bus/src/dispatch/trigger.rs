@@ -9,7 +9,7 @@ use super::payload::{PayloadOwner, dropped};
 use super::spawn::run_entry;
 use crate::event::Event;
 use crate::lifecycle::Scope;
-use crate::listener::Callback;
+use crate::listener::{Callback, SyncFn};
 use crate::metrics::{self, Timer};
 use crate::panic::{panic_message, run_guarded};
 use crate::registry::snapshot::{self, Entry, Runner, Running, Snapshot};
@@ -33,24 +33,32 @@ pub(crate) fn trigger<E: Event>(
     if snapshot.has_async || metrics::on() {
         return trigger_mixed(scope, snapshot, event);
     }
-    run_sync_only(snapshot, event)
+    run_sync_only(&snapshot.sync_only, snapshot, event)
 }
 
-/// The hot loop, over the snapshot's array of synchronous callbacks. It only runs them until one
+/// The hot loop, over `listeners` (the snapshot's array of synchronous callbacks; `snapshot` is
+/// read only after a failure, for the failed listener's name). It only runs them until one
 /// fails: the report of a dispatch where every listener succeeded is computed in registers at the
 /// end, and the first failure hands over to [`continue_after_failure`] (cold), which records it
 /// and runs the rest. One `catch_unwind` covers the whole loop.
 ///
 /// The payload is dropped here, its `Drop` guarded: a panic there is reported as the payload's.
 #[inline(always)]
-pub(crate) fn run_sync_only<E: Event>(snapshot: &Snapshot<E>, event: E) -> Report {
-    let report = run_sync_listeners(snapshot, &event);
+pub(crate) fn run_sync_only<E: Event>(
+    listeners: &[Box<SyncFn<E>>],
+    snapshot: &Snapshot<E>,
+    event: E,
+) -> Report {
+    let report = run_sync_listeners(listeners, snapshot, &event);
     dropped::<E, _>(event, report)
 }
 
 #[inline(always)]
-fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
-    let listeners = &*snapshot.sync_only;
+fn run_sync_listeners<E: Event>(
+    listeners: &[Box<SyncFn<E>>],
+    snapshot: &Snapshot<E>,
+    event: &E,
+) -> Report {
     // The listeners not started yet, kept outside the unwind boundary: after a failure (an error
     // or a panic), the listener before them is the one that failed.
     let mut remaining = listeners.iter();
@@ -66,7 +74,7 @@ fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
         Err(payload) => FailureCause::Panic(panic_message(payload)),
     };
     let next = listeners.len() - remaining.len();
-    continue_after_failure(snapshot, event, next, cause)
+    continue_after_failure(listeners, &snapshot.entries, event, next, cause)
 }
 
 /// Records the failure of the listener before `next` and runs the listeners from `next` on, each
@@ -75,25 +83,20 @@ fn run_sync_listeners<E: Event>(snapshot: &Snapshot<E>, event: &E) -> Report {
 #[cold]
 #[inline(never)]
 fn continue_after_failure<E: Event>(
-    snapshot: &Snapshot<E>,
+    listeners: &[Box<SyncFn<E>>],
+    entries: &[Arc<Entry<E>>],
     event: &E,
     mut next: usize,
     cause: FailureCause,
 ) -> Report {
-    let listeners = &*snapshot.sync_only;
     let mut report = Report::new(listeners.len());
-    fail(&mut report, &snapshot.entries, next.wrapping_sub(1), cause);
+    fail(&mut report, entries, next.wrapping_sub(1), cause);
     loop {
         let finished = catch_unwind(AssertUnwindSafe(|| {
             while let Some(listener) = listeners.get(next) {
                 next += 1;
                 if let Err(error) = listener(event) {
-                    fail(
-                        &mut report,
-                        &snapshot.entries,
-                        next - 1,
-                        FailureCause::Error(error),
-                    );
+                    fail(&mut report, entries, next - 1, FailureCause::Error(error));
                 }
             }
         }));
@@ -101,7 +104,7 @@ fn continue_after_failure<E: Event>(
             Ok(()) => break,
             Err(payload) => {
                 let cause = FailureCause::Panic(panic_message(payload));
-                fail(&mut report, &snapshot.entries, next.wrapping_sub(1), cause);
+                fail(&mut report, entries, next.wrapping_sub(1), cause);
             }
         }
     }

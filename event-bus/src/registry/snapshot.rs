@@ -111,7 +111,7 @@ pub(crate) struct Snapshot<E> {
     /// When every entry is synchronous, their callbacks in the same order: the array `trigger`'s
     /// hot loop walks (two words per listener; names and priorities stay in `entries`, read only
     /// on a failure). Empty when some entry is async.
-    pub(crate) sync_only: Box<[Box<SyncFn<E>>]>,
+    pub(crate) sync_only: Arc<[Box<SyncFn<E>>]>,
     /// Whether any entry is async (the synchronous path then needs the payload in an `Arc`).
     pub(crate) has_async: bool,
 }

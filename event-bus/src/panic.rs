@@ -13,13 +13,28 @@ pub(crate) type Outcome = Result<(), FailureCause>;
 
 /// Extracts a readable message from a panic payload (`&str` and `String` payloads, as produced by
 /// `panic!`; anything else gets a placeholder).
+///
+/// The payload is dropped here, through [`discard`]: a value given to `panic_any` may panic again
+/// in its `Drop`.
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(message) => *message,
-        Err(payload) => match payload.downcast_ref::<&'static str>() {
-            Some(message) => (*message).to_owned(),
-            None => NON_STRING_PAYLOAD.to_owned(),
-        },
+    let payload = match payload.downcast::<String>() {
+        Ok(message) => return *message,
+        Err(payload) => payload,
+    };
+    let message = match payload.downcast_ref::<&'static str>() {
+        Some(message) => (*message).to_owned(),
+        None => NON_STRING_PAYLOAD.to_owned(),
+    };
+    discard(payload);
+    message
+}
+
+/// Drops a caught panic's payload without letting its `Drop` unwind into the caller: a panic
+/// there is caught too, and that second payload is leaked rather than dropped (its `Drop` could
+/// panic again, and so on).
+pub(crate) fn discard(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }
 
@@ -90,6 +105,25 @@ mod tests {
             .err()
             .map(panic_message);
         assert_eq!(caught.as_deref(), Some("<non-string panic payload>"));
+    }
+
+    /// A panic value whose `Drop` panics with another such value, forever.
+    struct Relentless;
+
+    impl Drop for Relentless {
+        fn drop(&mut self) {
+            std::panic::panic_any(Relentless);
+        }
+    }
+
+    #[test]
+    fn a_payload_whose_drop_panics_again_is_contained() {
+        let caught = catch_unwind(|| std::panic::panic_any(Relentless))
+            .err()
+            .map(panic_message);
+        assert_eq!(caught.as_deref(), Some(NON_STRING_PAYLOAD));
+        let caught = catch_unwind(|| std::panic::panic_any(Relentless)).err();
+        discard(caught.expect("panic_any panics"));
     }
 
     #[test]

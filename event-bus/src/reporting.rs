@@ -297,5 +297,7 @@ pub(crate) fn report(
         panic: panic.is_some(),
         backtrace: panic.flatten(),
     };
-    let _ = catch_unwind(AssertUnwindSafe(|| reporter.report(&reported)));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| reporter.report(&reported))) {
+        crate::panic::discard(payload);
+    }
 }

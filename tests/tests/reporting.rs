@@ -325,6 +325,91 @@ fn a_payload_drop_panic_never_escapes_nor_blames_a_listener_in_any_mode() {
     reporting::take_error_reporter();
 }
 
+/// A payload whose `Drop` panics, of an event type that never has a listener.
+#[event]
+struct Unheard(u32);
+
+impl Drop for Unheard {
+    fn drop(&mut self) {
+        panic!("unheard payload {}", self.0);
+    }
+}
+
+#[test]
+fn a_payload_drop_panic_is_reported_before_any_listener_was_registered() {
+    let (_turn, seen) = serial();
+    let runtime = current_thread();
+    let _entered = runtime.enter();
+    // The global registry (no listener list yet) twice, for this thread's cache miss and hit,
+    // then a local registry, then deliver and spawn.
+    let mut reports = vec![Unheard(1).trigger(), Unheard(2).trigger()];
+    let local = Registry::<Unheard>::new();
+    reports.push(local.trigger(Unheard(3)));
+    reports.push(runtime.block_on(local.deliver(Unheard(4))));
+    reports.push(runtime.block_on(Unheard(5).deliver()));
+    reports.push(runtime.block_on(local.spawn(Unheard(6))));
+    for (i, report) in reports.iter().enumerate() {
+        assert_eq!(report.listeners(), 0, "dispatch {i}");
+        assert_eq!(report.failures().len(), 1, "dispatch {i}: {report:?}");
+        assert!(
+            matches!(report.failures()[0].cause(), FailureCause::PayloadDropPanic(m) if m.starts_with("unheard payload")),
+            "dispatch {i}: {report:?}"
+        );
+    }
+    let now = taken(&seen);
+    assert_eq!(payload_drops(&now), reports.len(), "{now:?}");
+    reporting::take_error_reporter();
+}
+
+/// A panic value whose own `Drop` panics.
+struct Grenade;
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        panic!("the panic value went off");
+    }
+}
+
+#[event]
+struct Pinned;
+
+fn grenade(_: &Pinned) {
+    std::panic::panic_any(Grenade);
+}
+
+#[test]
+fn a_listener_panicking_with_a_value_whose_drop_panics_is_isolated() {
+    let (_turn, seen) = serial();
+    let later = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&later);
+    let registry = Registry::<Pinned>::new();
+    registry.listener().name("grenade").register(grenade);
+    registry
+        .listener()
+        .name("later")
+        .register(move |_: &Pinned| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+    let _global = Pinned::registry()
+        .listener()
+        .name("grenade")
+        .register(grenade);
+    // Local, then the global registry on this thread's cache miss and hit.
+    let reports = [registry.trigger(Pinned), Pinned.trigger(), Pinned.trigger()];
+    assert_eq!(later.load(Ordering::SeqCst), 1, "the listener after it ran");
+    for report in &reports {
+        assert_eq!(report.failures().len(), 1, "{report:?}");
+        let failure = &report.failures()[0];
+        assert_eq!(failure.listener(), "grenade");
+        assert!(
+            matches!(failure.cause(), FailureCause::Panic(m) if m == "<non-string panic payload>"),
+            "{report:?}"
+        );
+    }
+    taken(&seen);
+    reporting::take_error_reporter();
+}
+
 #[test]
 fn a_listener_panic_keeps_its_own_backtrace() {
     let (_turn, seen) = serial();

@@ -36,7 +36,8 @@ impl<T: Send + 'static> Future for Detached<T> {
                 self.future = None;
                 Poll::Ready(Ok(output))
             }
-            Err(_) => {
+            Err(payload) => {
+                crate::panic::discard(payload);
                 self.future = None;
                 Poll::Ready(Err(Panicked))
             }

@@ -19,7 +19,8 @@ pub(crate) async fn deliver<E: Event>(snapshot: Option<Arc<Snapshot<E>>>, event:
         metrics::dispatched(E::NAME, "deliver");
     }
     let Some(snapshot) = snapshot else {
-        return Report::new(0);
+        // No listener list yet: the payload still drops here, guarded.
+        return dropped::<E, _>(event, Report::new(0));
     };
     let mut report = Report::new(snapshot.entries.len());
     let event = Arc::new(event);

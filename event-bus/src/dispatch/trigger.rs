@@ -28,7 +28,8 @@ pub(crate) fn trigger<E: Event>(
         if metrics::on() {
             metrics::dispatched(E::NAME, "trigger");
         }
-        return Report::new(0);
+        // No listener list yet: the payload still drops here, guarded.
+        return dropped::<E, _>(event, Report::new(0));
     };
     if snapshot.has_async || metrics::on() {
         return trigger_mixed(scope, snapshot, event);

@@ -721,7 +721,8 @@ async fn first_poll<F: Future<Output = ()> + Unpin>(mut work: F) -> Option<F> {
     match polled {
         Ok(Poll::Pending) => Some(work),
         Ok(Poll::Ready(())) => None,
-        Err(_) => {
+        Err(payload) => {
+            crate::panic::discard(payload);
             tracing::error!(
                 "handling a NATS event panicked; the server redelivers it after the ack wait"
             );

@@ -15,6 +15,8 @@
 
 mod support;
 
+use event_bus_benches::{Listener, spawn_per_listener};
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -176,7 +178,7 @@ macro_rules! spawn_group {
             })
         });
 
-        let listeners: Vec<Arc<dyn Fn(&$ty) + Send + Sync>> = boxed_listeners!($ty, n)
+        let listeners: Vec<Listener<$ty>> = boxed_listeners!($ty, n)
             .into_iter()
             .map(Arc::from)
             .collect();
@@ -185,19 +187,8 @@ macro_rules! spawn_group {
             &n,
             |b, _| {
                 b.iter_custom(|iters| {
-                    timed_on(rt, iters, || async {
-                        let event = Arc::new($ty(black_box(1)));
-                        let handles: Vec<_> = listeners
-                            .iter()
-                            .map(|listener| {
-                                let listener = Arc::clone(listener);
-                                let event = Arc::clone(&event);
-                                tokio::spawn(async move { listener(&event) })
-                            })
-                            .collect();
-                        for handle in handles {
-                            black_box(handle.await.is_ok());
-                        }
+                    timed_on(rt, iters, || {
+                        spawn_per_listener::<$ty, false>(&listeners, $ty(black_box(1)))
                     })
                 })
             },

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use event_bus::prelude::*;
+use event_bus_benches::{Listener, spawn_per_listener};
 use tokio::runtime::Runtime;
 
 #[event]
@@ -49,39 +50,6 @@ fn median_best(mut times: Vec<f64>) -> (f64, f64) {
     (times[times.len() / 2], times[0])
 }
 
-/// A listener of the hand-written contenders.
-type Listener<E> = Arc<dyn Fn(&E) + Send + Sync>;
-
-/// What a user writes: one `tokio::spawn` per listener, the payload shared by `Arc`, then every
-/// handle awaited. With `LOOKUP`, it first asks tokio for the runtime handle (as `spawn` must, to
-/// report a missing runtime instead of panicking) and drops it once the tasks are spawned.
-async fn hand_written<E: Send + Sync + 'static, const LOOKUP: bool>(
-    listeners: &[Listener<E>],
-    event: E,
-) {
-    let runtime = if LOOKUP {
-        Some(tokio::runtime::Handle::try_current())
-    } else {
-        None
-    };
-    if let Some(runtime) = &runtime {
-        black_box(runtime.is_ok());
-    }
-    let event = Arc::new(event);
-    let handles: Vec<_> = listeners
-        .iter()
-        .map(|listener| {
-            let listener = Arc::clone(listener);
-            let event = Arc::clone(&event);
-            tokio::spawn(async move { listener(&event) })
-        })
-        .collect();
-    drop(runtime);
-    for handle in handles {
-        black_box(handle.await.is_ok());
-    }
-}
-
 macro_rules! case {
     ($runtime:expr, $ty:ident, $n:expr, $with_handle:expr) => {{
         let runtime: &Runtime = $runtime;
@@ -97,8 +65,8 @@ macro_rules! case {
                 }) as Listener<$ty>
             })
             .collect();
-        let plain = || hand_written::<$ty, false>(&listeners, $ty(black_box(1)));
-        let with_lookup = || hand_written::<$ty, true>(&listeners, $ty(black_box(1)));
+        let plain = || spawn_per_listener::<$ty, false>(&listeners, $ty(black_box(1)));
+        let with_lookup = || spawn_per_listener::<$ty, true>(&listeners, $ty(black_box(1)));
         let ours = || async {
             black_box($ty(black_box(1)).spawn().await.is_success());
         };
